@@ -1,0 +1,383 @@
+//! Compile stage: raw playbooks into an immutable, shareable [`Library`].
+//!
+//! Loading collects every problem from every file before deciding what to keep: a broken
+//! playbook is reported and left out, and the rest of the library still loads. Sources come in
+//! layers (the built-in library, then `--playbooks DIR`); a later layer overrides playbooks,
+//! actions and signals of the same id, while a duplicate inside one layer is an error.
+
+pub mod graph;
+mod playbook;
+pub mod script;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use rhai::Engine;
+use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
+
+use crate::diag::{Diagnostic, code};
+use crate::load::{self, Source};
+use crate::model::playbook::{Actor, DispositionKind, RawAction, RawPlaybook, Role};
+use crate::signals::{self, SignalSet};
+pub use graph::{GEdge, GKind, GNode, Graph};
+pub use script::{Script, Segment, Template};
+use script::{Compiler, Site};
+
+/// A check, compiled.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub id: String,
+    pub title: Option<String>,
+    pub role: Role,
+    pub script: Script,
+    /// Live facts to fetch before evaluating.
+    pub needs: Vec<String>,
+    pub evidence: Option<Template>,
+    pub evidence_fail: Option<Template>,
+    /// What the path reports as read: event paths and live facts.
+    pub facts: Arc<[String]>,
+}
+
+/// A sequential step: a check plus where each outcome leads (node indices).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub check: Check,
+    pub on_pass: Vec<usize>,
+    pub on_fail: Vec<usize>,
+    pub on_unknown: Vec<usize>,
+}
+
+/// A cause, compiled, with its actions resolved.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    pub id: String,
+    pub title: String,
+    pub explain: Option<Template>,
+    pub weight: i64,
+    pub checks: Vec<Check>,
+    pub actions: Vec<Arc<ActionDef>>,
+    pub disposition: Option<DispositionDef>,
+}
+
+/// A node the walk can be routed to.
+#[derive(Debug, Clone)]
+pub enum Node {
+    Step(Step),
+    Cause(Cause),
+}
+
+impl Node {
+    pub fn id(&self) -> &str {
+        match self {
+            Node::Step(s) => &s.check.id,
+            Node::Cause(c) => &c.id,
+        }
+    }
+}
+
+/// An explicit disposition.
+#[derive(Debug, Clone)]
+pub struct DispositionDef {
+    pub kind: DispositionKind,
+    pub retry_after: Option<Script>,
+}
+
+/// An action, compiled.
+#[derive(Debug, Clone)]
+pub struct ActionDef {
+    pub id: String,
+    pub title: String,
+    pub actor: Actor,
+    pub automatic: bool,
+    pub steps: Vec<Template>,
+    pub params: Vec<(String, Script)>,
+    pub disposition: DispositionKind,
+    pub when: Option<Script>,
+    pub file: String,
+}
+
+/// What to say when nothing is confirmed.
+#[derive(Debug, Clone, Default)]
+pub struct Fallback {
+    pub actions: Vec<Arc<ActionDef>>,
+    pub disposition: Option<DispositionDef>,
+}
+
+/// One playbook, compiled: matcher, nodes, entry points and its graph.
+#[derive(Debug)]
+pub struct Playbook {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub file: String,
+    pub priority: i64,
+    pub matcher: Script,
+    pub nodes: Vec<Node>,
+    pub start: Vec<usize>,
+    pub inconclusive: Fallback,
+    pub graph: Graph,
+}
+
+/// The loaded playbook set: immutable once built and cheap to share behind an `Arc`.
+pub struct Library {
+    pub(crate) engine: Engine,
+    pub(crate) playbooks: Vec<Arc<Playbook>>,
+    pub(crate) actions: BTreeMap<String, Arc<ActionDef>>,
+    pub(crate) signals: Arc<SignalSet>,
+    hash: String,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library").field("playbooks", &self.playbooks.len()).field("hash", &self.hash).finish()
+    }
+}
+
+impl Library {
+    /// Compiles sources given in layers (later layers override earlier ones by id).
+    /// Returns the library of everything that compiled, and every problem found.
+    pub fn load(layers: &[Vec<Source>]) -> (Library, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        let mut parsed: Vec<(usize, &Source, RawPlaybook)> = Vec::new();
+        for (layer, sources) in layers.iter().enumerate() {
+            for src in sources {
+                match load::parse(src) {
+                    Ok(raw) => parsed.push((layer, src, raw)),
+                    Err(d) => diags.push(d),
+                }
+            }
+        }
+
+        let signals = Arc::new(collect_signals(&parsed, &mut diags));
+        let engine = crate::sandbox::engine();
+        let compiler = Compiler::new(&engine, &signals);
+        let (actions, broken_actions) = collect_actions(&compiler, &parsed, &mut diags);
+
+        let mut by_id: BTreeMap<String, (usize, Arc<Playbook>)> = BTreeMap::new();
+        for (layer, src, raw) in &parsed {
+            if !playbook::is_playbook(raw) {
+                continue;
+            }
+            let Some(pb) = playbook::compile(&compiler, &src.name, raw, &actions, &broken_actions, &mut diags) else {
+                continue;
+            };
+            if let Some((prev_layer, prev)) = by_id.get(&pb.id)
+                && prev_layer == layer
+            {
+                diags.push(
+                    Diagnostic::error(code::DUPLICATE_ID, &src.name, format!("playbook `{}` is already defined in {}", pb.id, prev.file))
+                        .at_path("id")
+                        .at(raw.id.as_ref().map_or(0, |i| i.referenced.line()), raw.id.as_ref().map_or(0, |i| i.referenced.column()))
+                        .hint("playbook ids must be unique; rename one of them"),
+                );
+                continue;
+            }
+            by_id.insert(pb.id.clone(), (*layer, Arc::new(pb)));
+        }
+        let mut playbooks: Vec<Arc<Playbook>> = by_id.into_values().map(|(_, p)| p).collect();
+        playbooks.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+
+        if playbooks.is_empty() && diags.iter().all(|d| !d.is_error()) {
+            diags.push(Diagnostic::warning(code::EMPTY_LIBRARY, "", "no playbook was loaded"));
+        }
+        let hash = hash_sources(layers);
+        (Library { engine, playbooks, actions, signals, hash }, diags)
+    }
+
+    /// Playbooks, highest priority first.
+    pub fn playbooks(&self) -> &[Arc<Playbook>] {
+        &self.playbooks
+    }
+
+    pub fn playbook(&self, id: &str) -> Option<&Arc<Playbook>> {
+        self.playbooks.iter().find(|p| p.id == id)
+    }
+
+    pub fn actions(&self) -> impl Iterator<Item = &Arc<ActionDef>> {
+        self.actions.values()
+    }
+
+    /// `sha256:` and 16 hex digits identifying the exact playbook sources.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    pub fn signal_names(&self) -> impl Iterator<Item = &str> {
+        self.signals.names()
+    }
+}
+
+fn hash_sources(layers: &[Vec<Source>]) -> String {
+    let mut all: Vec<&Source> = layers.iter().flatten().collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut h = Sha256::new();
+    for s in all {
+        h.update(s.name.rsplit('/').next().unwrap_or(&s.name).as_bytes());
+        h.update([0]);
+        h.update(s.text.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn spanned_pos<T>(s: &Spanned<T>) -> (u64, u64) {
+    (s.referenced.line(), s.referenced.column())
+}
+
+/// Signals from every file; a name defined twice in one layer is an error.
+fn collect_signals(parsed: &[(usize, &Source, RawPlaybook)], diags: &mut Vec<Diagnostic>) -> SignalSet {
+    let mut by_name: BTreeMap<&str, (usize, &str, Vec<String>)> = BTreeMap::new();
+    for (layer, src, raw) in parsed {
+        for (name, patterns) in &raw.signals {
+            let first = patterns.first().map_or((0, 0), spanned_pos);
+            if !valid_id(name) {
+                diags.push(
+                    Diagnostic::error(code::INVALID_ID, &src.name, format!("signal name `{name}` is not snake_case"))
+                        .at_path(format!("signals.{name}"))
+                        .at(first.0, first.1.saturating_sub(name.len() as u64 + 2))
+                        .hint("use lower-case letters, digits and `_`, starting with a letter"),
+                );
+                continue;
+            }
+            let mut ok = true;
+            for (i, p) in patterns.iter().enumerate() {
+                if let Err(e) = signals::check_pattern(&p.value) {
+                    ok = false;
+                    let (l, c) = spanned_pos(p);
+                    diags.push(
+                        Diagnostic::error(code::INVALID_REGEX, &src.name, format!("invalid regular expression: {}", e.to_string().lines().last().unwrap_or("").trim()))
+                            .at_path(format!("signals.{name}[{i}]"))
+                            .at(l, c)
+                            .hint("patterns use Rust regex syntax and are matched case-insensitively"),
+                    );
+                }
+            }
+            if !ok {
+                continue;
+            }
+            if let Some((prev_layer, prev_file, _)) = by_name.get(name.as_str())
+                && prev_layer == layer
+            {
+                diags.push(
+                    Diagnostic::error(code::DUPLICATE_ID, &src.name, format!("signal `{name}` is already defined in {prev_file}"))
+                        .at_path(format!("signals.{name}"))
+                        .at(first.0, 1)
+                        .hint("signal names are shared by the whole library; add patterns to the existing one"),
+                );
+                continue;
+            }
+            by_name.insert(name, (*layer, &src.name, patterns.iter().map(|p| p.value.clone()).collect()));
+        }
+    }
+    let list: Vec<(String, Vec<String>)> = by_name.into_iter().map(|(n, (_, _, p))| (n.to_string(), p)).collect();
+    SignalSet::build(&list).unwrap_or_else(|e| {
+        diags.push(Diagnostic::error(code::INVALID_REGEX, "", format!("the signal set does not compile: {e}")));
+        SignalSet::default()
+    })
+}
+
+type Actions = BTreeMap<String, Arc<ActionDef>>;
+
+/// Actions from every file; returns the compiled ones and the ids that failed to compile.
+fn collect_actions(
+    compiler: &Compiler<'_>,
+    parsed: &[(usize, &Source, RawPlaybook)],
+    diags: &mut Vec<Diagnostic>,
+) -> (Actions, Vec<String>) {
+    let mut out: HashMap<String, (usize, Arc<ActionDef>)> = HashMap::new();
+    let mut broken = Vec::new();
+    for (layer, src, raw) in parsed {
+        for (i, a) in raw.actions.iter().enumerate() {
+            let path = format!("actions[{i}]");
+            match compile_action(compiler, &src.name, &path, a, diags) {
+                Some(def) => {
+                    if let Some((prev_layer, prev)) = out.get(&def.id)
+                        && prev_layer == layer
+                    {
+                        let (l, c) = spanned_pos(&a.id);
+                        diags.push(
+                            Diagnostic::error(code::DUPLICATE_ID, &src.name, format!("action `{}` is already defined in {}", def.id, prev.file))
+                                .at_path(format!("{path}.id"))
+                                .at(l, c)
+                                .hint("action ids are shared by the whole library; reuse the existing action"),
+                        );
+                        continue;
+                    }
+                    out.insert(def.id.clone(), (*layer, Arc::new(def)));
+                }
+                None => broken.push(a.id.value.clone()),
+            }
+        }
+    }
+    (out.into_iter().map(|(k, (_, v))| (k, v)).collect(), broken)
+}
+
+fn compile_action(
+    compiler: &Compiler<'_>,
+    file: &str,
+    path: &str,
+    a: &RawAction,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ActionDef> {
+    let before = diags.len();
+    check_id(&a.id, file, &format!("{path}.id"), diags);
+    let steps: Vec<Template> = a
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Template::compile(compiler, s, Site { file, yaml_path: &format!("{path}.steps[{i}]") }, diags))
+        .collect();
+    let params: Vec<(String, Script)> = a
+        .params
+        .iter()
+        .filter_map(|(k, v)| {
+            let site_path = format!("{path}.params.{k}");
+            compiler.compile(v, false, Site { file, yaml_path: &site_path }, diags).map(|s| (k.clone(), s))
+        })
+        .collect();
+    let when = a.when.as_ref().and_then(|w| compiler.compile(w, false, Site { file, yaml_path: &format!("{path}.when") }, diags));
+    if diags.len() != before {
+        return None;
+    }
+    let disposition = a.disposition.unwrap_or(match a.actor {
+        Actor::User => DispositionKind::NeedsUser,
+        Actor::Admin => DispositionKind::NeedsAdmin,
+        Actor::ProviderSupport => DispositionKind::Stop,
+        Actor::Platform => DispositionKind::Retry,
+    });
+    Some(ActionDef {
+        id: a.id.value.clone(),
+        title: a.title.clone(),
+        actor: a.actor,
+        automatic: a.automatic,
+        steps,
+        params,
+        disposition,
+        when,
+        file: file.to_string(),
+    })
+}
+
+/// Ids are snake_case so they are stable keys for buttons and automation.
+pub(crate) fn valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+pub(crate) fn check_id(id: &Spanned<String>, file: &str, yaml_path: &str, diags: &mut Vec<Diagnostic>) -> bool {
+    if valid_id(&id.value) {
+        return true;
+    }
+    let (l, c) = spanned_pos(id);
+    diags.push(
+        Diagnostic::error(code::INVALID_ID, file, format!("id `{}` is not snake_case", id.value))
+            .at_path(yaml_path)
+            .at(l, c)
+            .hint("use lower-case letters, digits and `_`, starting with a letter"),
+    );
+    false
+}

@@ -1,0 +1,299 @@
+//! Compiled Rhai scripts and evidence templates, with positions mapped back into the YAML.
+//!
+//! Everything here runs at load time: each script is parsed once into an AST that evaluation
+//! reuses for every event, and each template is split once into literal text and placeholders.
+
+use std::sync::{Arc, LazyLock};
+
+use regex::Regex;
+use rhai::{Engine, Scope, AST};
+use serde_saphyr::Spanned;
+
+use crate::diag::{Diagnostic, code, did_you_mean};
+use crate::sandbox::SCOPE_VARS;
+use crate::signals::SignalSet;
+
+/// A compiled expression or script.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub source: Arc<str>,
+    pub ast: Arc<AST>,
+    /// Event fields (and secret shapes) the script reads, as dotted paths, for the path's `facts`.
+    pub reads: Arc<[String]>,
+}
+
+/// Where a script or template sits in its YAML file.
+#[derive(Clone, Copy)]
+pub struct Site<'a> {
+    pub file: &'a str,
+    pub yaml_path: &'a str,
+}
+
+/// Shared load-time context for compiling scripts.
+pub struct Compiler<'a> {
+    pub engine: &'a Engine,
+    pub signals: &'a SignalSet,
+    scope: Scope<'static>,
+}
+
+impl<'a> Compiler<'a> {
+    pub fn new(engine: &'a Engine, signals: &'a SignalSet) -> Self {
+        let mut scope = Scope::new();
+        for var in SCOPE_VARS {
+            scope.push_constant_dynamic(*var, rhai::Dynamic::UNIT);
+        }
+        Compiler { engine, signals, scope }
+    }
+
+    /// Compiles an expression (`expr`, `applies_when`, params) or a script (`script`).
+    pub fn compile(
+        &self,
+        src: &Spanned<String>,
+        is_script: bool,
+        site: Site<'_>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<Script> {
+        self.compile_at(&src.value, (src.referenced.line(), src.referenced.column()), is_script, site, diags)
+    }
+
+    /// As [`Compiler::compile`], for text that starts at `(line, column)` of the file.
+    pub fn compile_at(
+        &self,
+        text: &str,
+        (line, col): (u64, u64),
+        is_script: bool,
+        site: Site<'_>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<Script> {
+        if text.trim().is_empty() {
+            diags.push(
+                Diagnostic::error(code::SCRIPT_SYNTAX, site.file, "the script is empty")
+                    .at_path(site.yaml_path)
+                    .at(line, col)
+                    .hint("write a Rhai expression that returns true, false or ()"),
+            );
+            return None;
+        }
+        let compiled = if is_script {
+            self.engine.compile_with_scope(&self.scope, text)
+        } else {
+            self.engine.compile_expression_with_scope(&self.scope, text)
+        };
+        let before = diags.len();
+        self.check_signals(text, line, col, site, diags);
+        match compiled {
+            Ok(ast) => (diags.len() == before).then(|| Script {
+                source: Arc::from(text),
+                ast: Arc::new(ast),
+                reads: reads_of(text).into(),
+            }),
+            Err(e) => {
+                let (l, c) = map_position(text, line, col, e.1.line(), e.1.position());
+                let msg = e.0.to_string();
+                let hint = script_hint(&msg, is_script);
+                let mut d = Diagnostic::error(code::SCRIPT_SYNTAX, site.file, format!("rhai: {}", lowercase_first(&msg)))
+                    .at_path(site.yaml_path)
+                    .at(l, c);
+                if let Some(h) = hint {
+                    d = d.hint(h);
+                }
+                diags.push(d);
+                None
+            }
+        }
+    }
+
+    /// `signal("name")` with a literal name must name a known signal.
+    fn check_signals(&self, text: &str, line: u64, col: u64, site: Site<'_>, diags: &mut Vec<Diagnostic>) {
+        static SIGNAL_CALL: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r#"\bsignal\(\s*"([^"]*)"\s*\)"#).expect("static regex"));
+        for cap in SIGNAL_CALL.captures_iter(text) {
+            let name = &cap[1];
+            if self.signals.id(name).is_none() {
+                let offset = cap.get(1).map_or(0, |m| m.start());
+                let (l, c) = offset_position(text, line, col, offset);
+                let mut d = Diagnostic::error(code::UNKNOWN_SIGNAL, site.file, format!("unknown signal `{name}`"))
+                    .at_path(site.yaml_path)
+                    .at(l, c);
+                d = d.hint(did_you_mean(name, self.signals.names()).unwrap_or_else(|| {
+                    "declare it under `signals:` in this or another playbook file".to_string()
+                }));
+                diags.push(d);
+            }
+        }
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn script_hint(msg: &str, is_script: bool) -> Option<String> {
+    if msg.contains("Variable not found") || msg.contains("Unknown variable") {
+        return Some(format!("scripts see these variables: {}", SCOPE_VARS.join(", ")));
+    }
+    if !is_script && (msg.contains("let") || msg.contains("statement") || msg.contains("';'")) {
+        return Some("`expr` takes one expression; use `script` for statements".to_string());
+    }
+    None
+}
+
+/// Maps a (1-based) position inside a script to the YAML file. A block scalar's location is
+/// its first content line, so later lines keep the block's indentation.
+pub fn map_position(text: &str, line: u64, col: u64, rl: Option<usize>, rc: Option<usize>) -> (u64, u64) {
+    let _ = text;
+    match (rl, rc) {
+        (Some(rl), rc) if rl > 1 => (line + rl as u64 - 1, col + rc.unwrap_or(1) as u64 - 1),
+        (_, Some(rc)) => (line, col + rc as u64 - 1),
+        _ => (line, col),
+    }
+}
+
+fn offset_position(text: &str, line: u64, col: u64, offset: usize) -> (u64, u64) {
+    let before = &text[..offset.min(text.len())];
+    let nl = before.matches('\n').count();
+    let c = before.rsplit('\n').next().map_or(0, |l| l.chars().count());
+    map_position(text, line, col, Some(nl + 1), Some(c + 1))
+}
+
+/// Dotted event paths a script mentions, normalised to full paths from the event root.
+pub fn reads_of(text: &str) -> Vec<String> {
+    static PATH: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"\b(event|error|connection|oauth|platform|history|execution|workflow|node|phase)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)|\bheader\(\s*"([^"]+)"\s*\)|\bsecret(?:_matches)?\(\s*"([^"]+)""#)
+            .expect("static regex")
+    });
+    let mut out: Vec<String> = Vec::new();
+    for cap in PATH.captures_iter(text) {
+        let path = if let Some(h) = cap.get(3) {
+            format!("error.headers.{}", h.as_str().to_ascii_lowercase())
+        } else if let Some(s) = cap.get(4) {
+            format!("connection.secrets.{} (shape only)", s.as_str())
+        } else {
+            let root = &cap[1];
+            let rest = cap.get(2).map_or("", |m| m.as_str());
+            match root {
+                "event" => rest.trim_start_matches('.').to_string(),
+                "oauth" => format!("connection.oauth{rest}"),
+                _ => format!("{root}{rest}"),
+            }
+        };
+        if !path.is_empty() && !out.contains(&path) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// One piece of an evidence or step template.
+#[derive(Debug, Clone)]
+pub enum Segment {
+    Text(String),
+    Expr(Script),
+}
+
+/// A compiled `{expression}` template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub segments: Arc<[Segment]>,
+}
+
+impl Template {
+    pub fn compile(
+        compiler: &Compiler<'_>,
+        src: &Spanned<String>,
+        site: Site<'_>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<Template> {
+        let text = src.value.as_str();
+        let (line, col) = (src.referenced.line(), src.referenced.column());
+        let mut segments = Vec::new();
+        let mut lit = String::new();
+        let mut ok = true;
+        let mut rest = text;
+        let mut consumed = 0usize;
+        while let Some(i) = rest.find(['{', '}']) {
+            lit.push_str(&rest[..i]);
+            let ch = rest.as_bytes()[i];
+            if rest[i + 1..].starts_with(ch as char) {
+                lit.push(ch as char);
+                consumed += i + 2;
+                rest = &rest[i + 2..];
+                continue;
+            }
+            if ch == b'}' {
+                let (l, c) = offset_position(text, line, col, consumed + i);
+                diags.push(
+                    Diagnostic::error(code::TEMPLATE_SYNTAX, site.file, "unmatched `}` in template")
+                        .at_path(site.yaml_path)
+                        .at(l, c)
+                        .hint("write `}}` for a literal brace"),
+                );
+                return None;
+            }
+            let Some(end) = rest[i + 1..].find('}') else {
+                let (l, c) = offset_position(text, line, col, consumed + i);
+                diags.push(
+                    Diagnostic::error(code::TEMPLATE_SYNTAX, site.file, "unclosed `{` in template")
+                        .at_path(site.yaml_path)
+                        .at(l, c)
+                        .hint("placeholders look like `{connection.oauth.token_url}`; write `{{` for a literal brace"),
+                );
+                return None;
+            };
+            let expr = &rest[i + 1..i + 1 + end];
+            if !lit.is_empty() {
+                segments.push(Segment::Text(std::mem::take(&mut lit)));
+            }
+            let (l, c) = offset_position(text, line, col, consumed + i + 1);
+            if expr.contains("secrets") {
+                diags.push(
+                    Diagnostic::error(code::SECRET_EXPOSED, site.file, "a template must not show a secret")
+                        .at_path(site.yaml_path)
+                        .at(l, c)
+                        .hint("describe the secret instead, e.g. with `secret(\"api_key\").trailing_whitespace`"),
+                );
+                ok = false;
+            } else {
+                match compiler.compile_at(expr, (l, c), false, site, diags) {
+                    Some(s) => segments.push(Segment::Expr(s)),
+                    None => ok = false,
+                }
+            }
+            consumed += i + 2 + end;
+            rest = &rest[i + 2 + end..];
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            segments.push(Segment::Text(lit));
+        }
+        ok.then(|| Template { segments: segments.into() })
+    }
+
+    /// A template of literal text only.
+    pub fn literal(text: &str) -> Template {
+        Template { segments: vec![Segment::Text(text.to_string())].into() }
+    }
+
+    /// Every event path the template's placeholders read.
+    pub fn reads(&self) -> impl Iterator<Item = &String> {
+        self.segments.iter().flat_map(|s| match s {
+            Segment::Expr(e) => e.reads.iter(),
+            Segment::Text(_) => [].iter(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_normalised() {
+        let r = reads_of(r#"oauth.has_refresh_token && event.error.status == 401 && header("Retry-After") != () && secret("api_key").present"#);
+        assert_eq!(r, vec!["connection.oauth.has_refresh_token", "error.status", "error.headers.retry-after", "connection.secrets.api_key (shape only)"]);
+    }
+}

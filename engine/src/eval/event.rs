@@ -1,0 +1,124 @@
+//! A failure event, parsed once into script values.
+//!
+//! The JSON is deserialised straight into Rhai values (no intermediate tree), top-level
+//! sections are made shared so every script's scope gets them by reference, and
+//! `connection.secrets` is taken out so no script, template or output can ever see a secret
+//! value: scripts only get its shape through `secret("name")`.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Map};
+
+use crate::time;
+
+/// The scope variables, in `SCOPE_VARS` order minus `facts` and `now`.
+pub(crate) const SECTIONS: [&str; 9] =
+    ["error", "connection", "platform", "history", "execution", "workflow", "node", "phase", "oauth"];
+
+/// Why an input is not a usable failure event. Never contains event values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("the event must be a JSON object")]
+    NotAnObject,
+    #[error("missing field `error` (required; use {{}} when only a code is known)")]
+    MissingError,
+    #[error("field `error` must be an object")]
+    ErrorNotObject,
+}
+
+/// One parsed failure event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The whole event (without secrets), shared.
+    pub(crate) root: Dynamic,
+    /// Shared sections for the script scope, in [`SECTIONS`] order.
+    pub(crate) sections: [Dynamic; 9],
+    pub(crate) secrets: Arc<[(String, String)]>,
+    pub event_id: Option<String>,
+    /// `occurred_at` in epoch seconds, when present and parseable.
+    pub occurred_at: Option<i64>,
+}
+
+impl Event {
+    /// Parses one event from JSON text.
+    pub fn parse(json: &str) -> Result<Event, EventError> {
+        let root: Dynamic = serde_json::from_str(json).map_err(|e| EventError::Json(e.to_string()))?;
+        let map = root.try_cast::<Map>().ok_or(EventError::NotAnObject)?;
+        Event::from_map(map)
+    }
+
+    fn from_map(mut map: Map) -> Result<Event, EventError> {
+        match map.get("error") {
+            None => return Err(EventError::MissingError),
+            Some(e) if !e.is_map() => return Err(EventError::ErrorNotObject),
+            Some(_) => {}
+        }
+        let mut secrets = Vec::new();
+        let mut oauth = Dynamic::UNIT;
+        if let Some(conn) = map.get_mut("connection")
+            && let Some(mut c) = conn.write_lock::<Map>()
+        {
+            if let Some(s) = c.remove("secrets")
+                && let Some(s) = s.read_lock::<Map>()
+            {
+                for (k, v) in s.iter() {
+                    if let Some(text) = v.read_lock::<rhai::ImmutableString>() {
+                        secrets.push((k.to_string(), text.to_string()));
+                    }
+                }
+            }
+            if let Some(o) = c.get_mut("oauth") {
+                let shared = std::mem::take(o).into_shared();
+                *o = shared.clone();
+                oauth = shared;
+            }
+        }
+        let event_id = map.get("event_id").filter(|v| !v.is_unit()).map(|v| v.to_string());
+        let occurred_at = map
+            .get("occurred_at")
+            .and_then(|v| v.read_lock::<rhai::ImmutableString>().map(|s| s.to_string()))
+            .and_then(|s| time::parse(&s));
+        let mut sections: [Dynamic; 9] = Default::default();
+        for (i, name) in SECTIONS.iter().enumerate().take(8) {
+            if let Some(v) = map.get_mut(*name) {
+                let shared = std::mem::take(v).into_shared();
+                *v = shared.clone();
+                sections[i] = shared;
+            }
+        }
+        sections[8] = oauth;
+        Ok(Event { root: Dynamic::from_map(map).into_shared(), sections, secrets: secrets.into(), event_id, occurred_at })
+    }
+
+    /// Secret values (for scrubbing output); never print these.
+    pub(crate) fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.secrets.iter().map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn has_secrets(&self) -> bool {
+        !self.secrets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_secrets_out() {
+        let e = Event::parse(r#"{"error":{},"connection":{"secrets":{"api_key":"sk_live_abc"},"oauth":{"has_refresh_token":true}}}"#).unwrap();
+        assert_eq!(e.secret_values().collect::<Vec<_>>(), vec!["sk_live_abc"]);
+        assert!(!e.root.to_string().contains("sk_live_abc"));
+        assert!(e.sections[8].to_string().contains("has_refresh_token"));
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_event() {
+        assert_eq!(Event::parse("[1]").unwrap_err(), EventError::NotAnObject);
+        assert_eq!(Event::parse("{}").unwrap_err(), EventError::MissingError);
+        assert_eq!(Event::parse(r#"{"error":"boom"}"#).unwrap_err(), EventError::ErrorNotObject);
+        assert!(matches!(Event::parse("{").unwrap_err(), EventError::Json(_)));
+    }
+}

@@ -1,0 +1,289 @@
+//! The walk: one playbook's graph against one event, from the symptom through steps and
+//! causes, recording every node's outcome in visit order.
+//!
+//! Steps route by outcome; causes evaluate their checks in order, and the first failing
+//! `require` check rules the cause out (the remaining checks are `skipped`). A check that hits
+//! missing data is `unknown`; a script that breaks or exceeds its limits is `error`; neither
+//! stops the walk.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, EvalAltResult, Map, Scope};
+
+use crate::compile::{Cause, Check, Library, Node, Playbook, Script, Segment, Template};
+use crate::eval::scrub::Scrubber;
+use crate::facts::{FactProvider, FactRequest};
+use crate::model::playbook::Role;
+use crate::model::resolution::{Confidence, NodeKind, Outcome, PathStep};
+
+/// A cause's verdict.
+#[derive(Debug, Clone)]
+pub(crate) struct CauseVerdict {
+    pub node: usize,
+    pub confidence: Option<Confidence>,
+    pub evidence: Vec<String>,
+    pub order: usize,
+}
+
+pub(crate) struct Walker<'a> {
+    pub lib: &'a Library,
+    pub scope: &'a mut Scope<'static>,
+    pub facts: &'a Dynamic,
+    pub event: &'a Dynamic,
+    pub secrets: &'a [(String, String)],
+    pub provider: Option<&'a dyn FactProvider>,
+    pub scrub: &'a Scrubber<'a>,
+    /// Facts already fetched (or failed) in this diagnosis: name → error reason if failed.
+    pub fetched: &'a mut Vec<(String, Option<String>)>,
+}
+
+/// Outcome of evaluating one script.
+pub(crate) enum Value {
+    Ok(Dynamic),
+    Missing(String),
+    Failed(String),
+}
+
+impl Walker<'_> {
+    /// Evaluates a compiled script in the event's scope.
+    pub fn run(&mut self, script: &Script) -> Value {
+        let base = self.scope.len();
+        let r = self.lib.engine.eval_ast_with_scope::<Dynamic>(self.scope, &script.ast);
+        self.scope.rewind(base);
+        match r {
+            Ok(v) => Value::Ok(v),
+            Err(e) if is_missing_data(&e) => Value::Missing(self.scrub.clean(&first_line(&e.to_string()))),
+            Err(e) => Value::Failed(self.scrub.clean(&first_line(&e.to_string()))),
+        }
+    }
+
+    /// `true` only for a boolean true; missing data and errors count as false.
+    pub fn truthy(&mut self, script: &Script) -> bool {
+        matches!(self.run(script), Value::Ok(v) if v.as_bool().unwrap_or(false))
+    }
+
+    pub fn render(&mut self, t: &Template) -> String {
+        let mut out = String::new();
+        for seg in t.segments.iter() {
+            match seg {
+                Segment::Text(s) => out.push_str(s),
+                Segment::Expr(e) => match self.run(e) {
+                    Value::Ok(v) => push_value(&mut out, &v),
+                    _ => out.push_str("(unknown)"),
+                },
+            }
+        }
+        self.scrub.clean(&out)
+    }
+
+    fn ensure_facts(&mut self, needs: &[String]) -> Result<(), String> {
+        for need in needs {
+            if let Some((_, failed)) = self.fetched.iter().find(|(n, _)| n == need) {
+                if let Some(reason) = failed {
+                    return Err(format!("live fact `{need}` unavailable: {reason}"));
+                }
+                continue;
+            }
+            let result = match self.provider {
+                None => Err("live checks are off".to_string()),
+                Some(p) => {
+                    let req = FactRequest { event: self.event, secrets: self.secrets };
+                    p.fetch(need, &req).map_err(|e| self.scrub.clean(&e.reason))
+                }
+            };
+            match result {
+                Ok(v) => {
+                    let d = rhai::serde::to_dynamic(&v).unwrap_or(Dynamic::UNIT);
+                    // A shared value: writing through a clone updates what the scope sees.
+                    let mut shared = self.facts.clone();
+                    if let Some(mut m) = shared.write_lock::<Map>() {
+                        m.insert(need.as_str().into(), d);
+                    }
+                    self.fetched.push((need.clone(), None));
+                }
+                Err(reason) => {
+                    self.fetched.push((need.clone(), Some(reason.clone())));
+                    return Err(format!("live fact `{need}` unavailable: {reason}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates a check: its outcome and the detail to show.
+    pub fn check(&mut self, c: &Check) -> (Outcome, Option<String>) {
+        if let Err(reason) = self.ensure_facts(&c.needs) {
+            return (Outcome::Unknown, Some(reason));
+        }
+        match self.run(&c.script) {
+            Value::Ok(v) => {
+                let outcome = if let Ok(b) = v.as_bool() {
+                    if b { Outcome::Pass } else { Outcome::Fail }
+                } else if v.is_unit() {
+                    Outcome::Unknown
+                } else if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+                    match s.as_str() {
+                        "pass" => Outcome::Pass,
+                        "fail" => Outcome::Fail,
+                        "unknown" => Outcome::Unknown,
+                        other => return (Outcome::Error, Some(format!("the check returned `{other}`, expected true, false or ()"))),
+                    }
+                } else {
+                    return (Outcome::Error, Some(format!("the check returned a {}, expected true, false or ()", v.type_name())));
+                };
+                let detail = match outcome {
+                    Outcome::Pass => c.evidence.as_ref().map(|t| self.render(t)),
+                    Outcome::Fail => c.evidence_fail.as_ref().map(|t| self.render(t)),
+                    _ => Some("not enough information in the event".to_string()),
+                };
+                (outcome, detail)
+            }
+            Value::Missing(why) => (Outcome::Unknown, Some(format!("missing data: {why}"))),
+            Value::Failed(why) => (Outcome::Error, Some(why)),
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+/// Errors that come from reading something the event does not have (`().x`, `() > 3`):
+/// events are partial, so these make a check unknown, never an error.
+fn is_missing_data(e: &EvalAltResult) -> bool {
+    match e {
+        EvalAltResult::ErrorDotExpr(..) | EvalAltResult::ErrorPropertyNotFound(..) => true,
+        EvalAltResult::ErrorIndexingType(t, _) => t.contains("()"),
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => sig.contains("()"),
+        EvalAltResult::ErrorMismatchDataType(a, b, _) => a.contains("()") || b.contains("()"),
+        EvalAltResult::ErrorMismatchOutputType(a, b, _) => a.contains("()") || b.contains("()"),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => is_missing_data(inner),
+        _ => false,
+    }
+}
+
+/// Text of a value for evidence: strings bare, lists comma-separated, `()` as "unknown".
+pub(crate) fn push_value(out: &mut String, v: &Dynamic) {
+    if v.is_unit() {
+        out.push_str("(unknown)");
+    } else if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+        out.push_str(&s);
+    } else if let Some(a) = v.read_lock::<rhai::Array>() {
+        for (i, x) in a.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            push_value(out, x);
+        }
+    } else {
+        out.push_str(&v.to_string());
+    }
+}
+
+/// The result of walking one playbook.
+pub(crate) struct WalkResult {
+    pub path: Vec<PathStep>,
+    pub verdicts: Vec<CauseVerdict>,
+}
+
+fn step_entry(node: &str, kind: NodeKind, outcome: Outcome, detail: Option<String>, facts: &Arc<[String]>) -> PathStep {
+    PathStep { node: node.to_string(), kind, outcome, detail, facts: facts.to_vec() }
+}
+
+impl Walker<'_> {
+    pub fn walk(&mut self, pb: &Playbook) -> WalkResult {
+        let mut state = WalkState { visited: vec![false; pb.nodes.len()], path: Vec::new(), verdicts: Vec::new() };
+        for &s in &pb.start {
+            self.visit(pb, s, None, &mut state);
+        }
+        for (i, n) in pb.nodes.iter().enumerate() {
+            if state.visited[i] {
+                continue;
+            }
+            match n {
+                Node::Step(s) => state.path.push(step_entry(&s.check.id, NodeKind::Check, Outcome::Skipped, None, &s.check.facts)),
+                Node::Cause(c) => state.path.push(PathStep { node: c.id.clone(), kind: NodeKind::Cause, outcome: Outcome::Skipped, detail: None, facts: Vec::new() }),
+            }
+        }
+        WalkResult { path: state.path, verdicts: state.verdicts }
+    }
+
+    fn visit(&mut self, pb: &Playbook, i: usize, via: Option<String>, st: &mut WalkState) {
+        if st.visited[i] {
+            return;
+        }
+        st.visited[i] = true;
+        match &pb.nodes[i] {
+            Node::Step(s) => {
+                let (outcome, detail) = self.check(&s.check);
+                st.path.push(step_entry(&s.check.id, NodeKind::Check, outcome, detail.clone(), &s.check.facts));
+                let next = match outcome {
+                    Outcome::Pass => &s.on_pass,
+                    Outcome::Fail => &s.on_fail,
+                    _ => &s.on_unknown,
+                };
+                let evidence = if matches!(outcome, Outcome::Pass | Outcome::Fail) { detail } else { None };
+                for &t in next {
+                    self.visit(pb, t, evidence.clone(), st);
+                }
+            }
+            Node::Cause(c) => self.cause(i, c, via, st),
+        }
+    }
+
+    fn cause(&mut self, i: usize, c: &Cause, via: Option<String>, st: &mut WalkState) {
+        let at = st.path.len();
+        st.path.push(PathStep { node: c.id.clone(), kind: NodeKind::Cause, outcome: Outcome::Inconclusive, detail: None, facts: Vec::new() });
+        let routed = via.is_some();
+        let mut evidence: Vec<String> = via.into_iter().collect();
+        let (mut required, mut passed, mut undecided, mut supported) = (0, 0, 0, 0);
+        let mut ruled_out: Option<Option<String>> = None;
+        for check in &c.checks {
+            if ruled_out.is_some() {
+                st.path.push(step_entry(&check.id, NodeKind::Check, Outcome::Skipped, None, &check.facts));
+                continue;
+            }
+            let (outcome, detail) = self.check(check);
+            st.path.push(step_entry(&check.id, NodeKind::Check, outcome, detail.clone(), &check.facts));
+            match (check.role, outcome) {
+                (Role::Require, Outcome::Pass) => {
+                    required += 1;
+                    passed += 1;
+                    evidence.extend(detail);
+                }
+                (Role::Require, Outcome::Fail) => ruled_out = Some(detail),
+                (Role::Require, _) => {
+                    required += 1;
+                    undecided += 1;
+                }
+                (Role::Support, Outcome::Pass) => {
+                    supported += 1;
+                    evidence.extend(detail);
+                }
+                (Role::Support, _) => {}
+            }
+        }
+        let confidence = if let Some(why) = ruled_out {
+            st.path[at].outcome = Outcome::RuledOut;
+            st.path[at].detail = why;
+            None
+        } else if undecided == 0 && (required > 0 || routed) {
+            st.path[at].outcome = Outcome::Confirmed;
+            Some(Confidence::Confirmed)
+        } else if passed + supported > 0 || routed {
+            st.path[at].detail = Some("likely: some evidence, not all checks could decide".into());
+            Some(Confidence::Likely)
+        } else {
+            st.path[at].detail = Some("possible: nothing rules it out, nothing confirms it".into());
+            Some(Confidence::Possible)
+        };
+        let order = st.verdicts.len();
+        st.verdicts.push(CauseVerdict { node: i, confidence, evidence, order });
+    }
+}
+
+struct WalkState {
+    visited: Vec<bool>,
+    path: Vec<PathStep>,
+    verdicts: Vec<CauseVerdict>,
+}

@@ -1,0 +1,128 @@
+//! The resolution: what whyfail answers for one failure event (contract section 2).
+//!
+//! Field names are the contract; fields may be added, never renamed.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use super::playbook::{Actor, DispositionKind};
+
+/// The diagnosis of one failure event.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "whyfail resolution")]
+pub struct Resolution {
+    /// The event's `event_id`, echoed.
+    pub event_id: Option<String>,
+    /// Version of the engine that produced this resolution.
+    pub engine_version: String,
+    /// Hash of the playbook set used, so the diagnosis can be audited and replayed.
+    pub playbook_set: String,
+    pub status: Status,
+    /// The symptom (playbook) that matched; absent when nothing matched.
+    pub symptom: Option<Symptom>,
+    /// Best first; empty when nothing supports a diagnosis.
+    pub root_causes: Vec<RootCause>,
+    /// Ordered: do the first one first.
+    pub actions: Vec<Action>,
+    pub disposition: Disposition,
+    /// The walk through the playbook graph, in visit order.
+    pub path: Vec<PathStep>,
+    /// Markdown for a "why did this fail" panel, in the requested audience's voice.
+    pub explanation: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A cause is confirmed or likely.
+    Diagnosed,
+    /// A playbook applied but nothing in the event supports a cause.
+    Inconclusive,
+    /// No playbook applies to the event.
+    NoMatch,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Symptom {
+    pub id: String,
+    pub title: String,
+    /// File the playbook came from.
+    pub playbook: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    /// Every required check passed.
+    Confirmed,
+    /// Nothing ruled it out and some evidence supports it.
+    Likely,
+    /// Nothing ruled it out, nothing supports it either.
+    Possible,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RootCause {
+    pub id: String,
+    pub title: String,
+    pub confidence: Confidence,
+    /// Why: one sentence per piece of evidence.
+    pub evidence: Vec<String>,
+    /// The cause in plain words for an end user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Action {
+    pub id: String,
+    pub title: String,
+    pub actor: Actor,
+    pub automatic: bool,
+    pub params: serde_json::Map<String, Value>,
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Disposition {
+    pub kind: DispositionKind,
+    pub retry_after_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    Symptom,
+    Cause,
+    Check,
+    Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Matched,
+    Confirmed,
+    RuledOut,
+    Inconclusive,
+    Skipped,
+    Pass,
+    Fail,
+    Unknown,
+    Error,
+    Recommended,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PathStep {
+    pub node: String,
+    pub kind: NodeKind,
+    pub outcome: Outcome,
+    /// Evidence or the reason for the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Event fields and live facts the check read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<String>,
+}

@@ -1,0 +1,403 @@
+//! The Rhai sandbox every playbook script runs in, and the helpers scripts may call.
+//!
+//! Built once per library from `Engine::new_raw()` (no file, module or network access, no
+//! `eval`, no wall clock), with limits on operations, call depth and value sizes so a looping
+//! or runaway script fails its own check with `error` instead of hanging a diagnosis.
+//!
+//! Helpers that need the current event (`signal`, `header`, `secret`, time helpers relative to
+//! the event's `occurred_at`) read a per-thread context that `eval` installs for the duration
+//! of one diagnosis; evaluation is synchronous on the calling thread, so this is sound.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rhai::packages::{
+    BasicArrayPackage, BasicMapPackage, BasicMathPackage, BasicStringPackage, LanguageCorePackage,
+    ArithmeticPackage, LogicPackage, MoreStringPackage, Package, BasicIteratorPackage,
+};
+use rhai::{Array, Dynamic, Engine, ImmutableString, Map, INT};
+
+use crate::signals::SignalSet;
+use crate::time;
+
+/// Variables every script sees. Order matters only for documentation.
+pub const SCOPE_VARS: &[&str] = &[
+    "event", "error", "connection", "oauth", "platform", "history", "execution", "workflow", "node",
+    "phase", "facts", "now",
+];
+
+/// Operation budget per script evaluation: about 20 ms of work, far above any real check.
+pub const MAX_OPERATIONS: u64 = 100_000;
+
+/// What helpers may know about the event being diagnosed.
+pub(crate) struct HelperCtx {
+    pub now: i64,
+    pub error: Dynamic,
+    pub secrets: Arc<[(String, String)]>,
+    pub signals: Arc<SignalSet>,
+    hits: OnceCell<Vec<bool>>,
+    haystack: OnceCell<String>,
+}
+
+impl HelperCtx {
+    pub fn new(
+        now: i64,
+        error: Dynamic,
+        secrets: Arc<[(String, String)]>,
+        signals: Arc<SignalSet>,
+    ) -> Self {
+        HelperCtx { now, error, secrets, signals, hits: OnceCell::new(), haystack: OnceCell::new() }
+    }
+
+    /// Message, code, body and `www-authenticate`, one per line: the text signals look at.
+    pub fn haystack(&self) -> &str {
+        self.haystack.get_or_init(|| {
+            let mut s = String::with_capacity(256);
+            if let Some(map) = self.error.read_lock::<Map>() {
+                for key in ["message", "code", "body"] {
+                    if let Some(v) = map.get(key) {
+                        push_text(&mut s, v);
+                        s.push('\n');
+                    }
+                }
+                if let Some(h) = map.get("headers").and_then(|h| header_in(h, "www-authenticate")) {
+                    s.push_str(&h);
+                }
+            }
+            s
+        })
+    }
+
+    pub fn signal(&self, name: &str) -> bool {
+        let Some(id) = self.signals.id(name) else { return false };
+        self.hits.get_or_init(|| self.signals.hits(self.haystack()))[id]
+    }
+}
+
+/// Appends a value as text: strings as they are, everything else as compact JSON.
+fn push_text(out: &mut String, v: &Dynamic) {
+    if v.is_unit() {
+        return;
+    }
+    if let Some(s) = v.read_lock::<ImmutableString>() {
+        out.push_str(&s);
+        return;
+    }
+    match serde_json::to_string(v) {
+        Ok(j) => out.push_str(&j),
+        Err(_) => out.push_str(&v.to_string()),
+    }
+}
+
+thread_local! {
+    static CTX: RefCell<Option<Rc<HelperCtx>>> = const { RefCell::new(None) };
+}
+
+/// Installs `ctx` for the current thread until the guard drops.
+pub(crate) struct CtxGuard(Option<Rc<HelperCtx>>);
+
+pub(crate) fn install(ctx: Rc<HelperCtx>) -> CtxGuard {
+    CtxGuard(CTX.with(|c| c.borrow_mut().replace(ctx)))
+}
+
+impl Drop for CtxGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        CTX.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+fn with_ctx<R>(f: impl FnOnce(&HelperCtx) -> R) -> Option<R> {
+    CTX.with(|c| c.borrow().as_ref().map(|ctx| f(ctx)))
+}
+
+fn now() -> i64 {
+    with_ctx(|c| c.now).unwrap_or_else(time::wall_clock)
+}
+
+/// Case-insensitive lookup in a headers map.
+fn header_in(headers: &Dynamic, name: &str) -> Option<String> {
+    let map = headers.read_lock::<Map>()?;
+    if let Some(v) = map.get(name) {
+        return Some(v.to_string());
+    }
+    map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_string())
+}
+
+fn opt(v: Option<impl Into<Dynamic>>) -> Dynamic {
+    v.map(Into::into).unwrap_or(Dynamic::UNIT)
+}
+
+/// Text of a value for helpers that accept "anything stringy"; `()` stays `None`.
+fn text_of(v: &Dynamic) -> Option<String> {
+    if v.is_unit() {
+        None
+    } else if let Some(s) = v.read_lock::<ImmutableString>() {
+        Some(s.to_string())
+    } else {
+        Some(v.to_string())
+    }
+}
+
+thread_local! {
+    /// Patterns are string literals in practice; compiling each once per thread keeps
+    /// `matches()` at a hash lookup per call.
+    static REGEX_CACHE: RefCell<HashMap<String, Option<regex::Regex>>> = RefCell::new(HashMap::new());
+}
+
+fn regex_match(text: &str, pattern: &str) -> bool {
+    REGEX_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        let re = cache.entry(pattern.to_string()).or_insert_with(|| {
+            regex::RegexBuilder::new(pattern).case_insensitive(true).size_limit(1 << 20).build().ok()
+        });
+        re.as_ref().is_some_and(|re| re.is_match(text))
+    })
+}
+
+/// Splits scopes given as an array or a space/comma separated string.
+fn scope_list(v: &Dynamic) -> Vec<String> {
+    if let Some(arr) = v.read_lock::<Array>() {
+        return arr.iter().filter_map(text_of).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    }
+    text_of(v)
+        .map(|s| s.split([' ', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Safe path access: `get(value, "a.b.0.c")` yields `()` for anything missing.
+fn get_path(root: &Dynamic, path: &str) -> Dynamic {
+    let mut cur = root.clone();
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let next = if let Some(map) = cur.read_lock::<Map>() {
+            map.get(seg).cloned()
+        } else if let Some(arr) = cur.read_lock::<Array>() {
+            seg.parse::<usize>().ok().and_then(|i| arr.get(i).cloned())
+        } else {
+            None
+        };
+        match next {
+            Some(v) => cur = v,
+            None => return Dynamic::UNIT,
+        }
+    }
+    cur
+}
+
+/// What a script may learn about a secret: its shape, never its value.
+fn describe_secret(name: &str) -> Dynamic {
+    let Some(desc) = with_ctx(|c| {
+        let mut m = Map::new();
+        let value = c.secrets.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        m.insert("present".into(), value.is_some_and(|v| !v.is_empty()).into());
+        if let Some(v) = value {
+            let trimmed = v.trim();
+            m.insert("length".into(), (v.chars().count() as INT).into());
+            m.insert("leading_whitespace".into(), (v.len() != v.trim_start().len()).into());
+            m.insert("trailing_whitespace".into(), (v.len() != v.trim_end().len()).into());
+            m.insert("has_newline".into(), (v.contains('\n') || v.contains('\r')).into());
+            m.insert("inner_whitespace".into(), trimmed.contains(char::is_whitespace).into());
+            let lower = trimmed.to_ascii_lowercase();
+            let scheme = ["bearer ", "basic ", "token ", "apikey ", "api-key "]
+                .iter()
+                .find(|p| lower.starts_with(*p))
+                .map(|p| p.trim().to_string())
+                .unwrap_or_default();
+            m.insert("scheme_prefix".into(), scheme.into());
+            let label = lower.contains(':') && lower.split(':').next().is_some_and(|l| {
+                ["client id", "client_id", "client secret", "client_secret", "secret", "key", "api key", "token", "value"]
+                    .contains(&l.trim())
+            });
+            m.insert("label_prefix".into(), label.into());
+            m.insert("quoted".into(), (trimmed.len() > 1 && (trimmed.starts_with('"') || trimmed.starts_with('\''))).into());
+            m.insert("looks_like_jwt".into(), (trimmed.split('.').count() == 3 && trimmed.starts_with("eyJ")).into());
+        }
+        m
+    }) else {
+        return Dynamic::UNIT;
+    };
+    desc.into()
+}
+
+fn secret_matches(name: &str, pattern: &str) -> Dynamic {
+    with_ctx(|c| c.secrets.iter().find(|(k, _)| k == name).map(|(_, v)| regex_match(v, pattern)))
+        .flatten()
+        .map(Dynamic::from)
+        .unwrap_or(Dynamic::UNIT)
+}
+
+/// Parses a URL into `scheme`, `host`, `port`, `path`, `query` (or `()` when it is not one).
+fn parse_url(v: &Dynamic) -> Dynamic {
+    let Some(s) = text_of(v) else { return Dynamic::UNIT };
+    let Ok(u) = url::Url::parse(s.trim()) else { return Dynamic::UNIT };
+    let mut m = Map::new();
+    m.insert("scheme".into(), u.scheme().into());
+    m.insert("host".into(), opt(u.host_str().map(str::to_ascii_lowercase)));
+    m.insert("port".into(), opt(u.port_or_known_default().map(INT::from)));
+    let path = u.path().trim_end_matches('/');
+    m.insert("path".into(), path.into());
+    m.insert("query".into(), opt(u.query().map(str::to_string)));
+    m.insert("private".into(), is_private_host(u.host_str().unwrap_or("")).into());
+    m.into()
+}
+
+/// Loopback, private, link-local, CGNAT, unique-local, documentation and metadata targets.
+pub fn is_private_host(host: &str) -> bool {
+    use std::net::IpAddr;
+    let h = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") || h.ends_with(".internal") || h.ends_with(".local") {
+        return true;
+    }
+    match h.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => is_private_v4(v4),
+        Ok(IpAddr::V6(v6)) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_v4(v4);
+            }
+            let seg0 = v6.segments()[0];
+            v6.is_loopback() || v6.is_unspecified() || (seg0 & 0xfe00) == 0xfc00 || (seg0 & 0xffc0) == 0xfe80
+        }
+        Err(_) => false,
+    }
+}
+
+fn is_private_v4(ip: std::net::Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || (o[0] == 100 && (64..128).contains(&o[1]))
+        || o[0] == 0
+}
+
+/// The sandboxed engine with every helper registered.
+pub fn engine() -> Engine {
+    let mut e = Engine::new_raw();
+    e.register_global_module(LanguageCorePackage::new().as_shared_module());
+    e.register_global_module(ArithmeticPackage::new().as_shared_module());
+    e.register_global_module(LogicPackage::new().as_shared_module());
+    e.register_global_module(BasicStringPackage::new().as_shared_module());
+    e.register_global_module(MoreStringPackage::new().as_shared_module());
+    e.register_global_module(BasicArrayPackage::new().as_shared_module());
+    e.register_global_module(BasicMapPackage::new().as_shared_module());
+    e.register_global_module(BasicMathPackage::new().as_shared_module());
+    e.register_global_module(BasicIteratorPackage::new().as_shared_module());
+
+    e.set_max_operations(MAX_OPERATIONS);
+    e.set_max_call_levels(16);
+    e.set_max_expr_depths(64, 32);
+    e.set_max_string_size(64 * 1024);
+    e.set_max_array_size(10_000);
+    e.set_max_map_size(10_000);
+    e.set_max_variables(256);
+    e.set_max_functions(64);
+    e.set_max_modules(0);
+    e.set_strict_variables(true);
+    e.disable_symbol("eval");
+
+    register_helpers(&mut e);
+    e
+}
+
+fn register_helpers(e: &mut Engine) {
+    // Event text and signals.
+    e.register_fn("signal", |name: &str| with_ctx(|c| c.signal(name)).unwrap_or(false));
+    e.register_fn("text", || with_ctx(|c| c.haystack().to_string()).unwrap_or_default());
+    e.register_fn("header", |name: &str| -> Dynamic {
+        with_ctx(|c| c.error.read_lock::<Map>().and_then(|m| m.get("headers").and_then(|h| header_in(h, name))))
+            .flatten()
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT)
+    });
+    e.register_fn("matches", |text: Dynamic, pattern: &str| text_of(&text).is_some_and(|t| regex_match(&t, pattern)));
+    e.register_fn("contains_ci", |text: Dynamic, needle: &str| {
+        text_of(&text).is_some_and(|t| t.to_lowercase().contains(&needle.to_lowercase()))
+    });
+    e.register_fn("lower", |v: Dynamic| -> Dynamic { opt(text_of(&v).map(|s| s.to_lowercase())) });
+    e.register_fn("has", |v: Dynamic| !(v.is_unit() || text_of(&v).is_some_and(|s| s.trim().is_empty())));
+    e.register_fn("get", |v: Dynamic, path: &str| get_path(&v, path));
+    e.register_fn("is_unit", |v: Dynamic| v.is_unit());
+
+    // Time, relative to the event's occurred_at.
+    e.register_fn("now", now);
+    e.register_fn("ts", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v)) });
+    e.register_fn("past", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| t <= now())) });
+    e.register_fn("future", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| t > now())) });
+    e.register_fn("seconds_since", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| now() - t)) });
+    e.register_fn("seconds_until", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| t - now())) });
+    e.register_fn("ago", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| time::relative(t - now()))) });
+    e.register_fn("duration", |secs: INT| time::human_duration(secs.unsigned_abs()));
+    e.register_fn("duration", |secs: f64| time::human_duration(secs.abs() as u64));
+    e.register_fn("retry_after_seconds", |v: Dynamic| -> Dynamic {
+        opt(text_of(&v).and_then(|s| time::retry_after(&s, now())))
+    });
+    e.register_fn("reset_seconds", |v: Dynamic| -> Dynamic {
+        opt(text_of(&v).and_then(|s| time::reset_in(&s, now())))
+    });
+
+    // Scopes.
+    e.register_fn("scopes", |v: Dynamic| -> Array { scope_list(&v).into_iter().map(Dynamic::from).collect() });
+    e.register_fn("missing", |required: Dynamic, granted: Dynamic| -> Dynamic {
+        if required.is_unit() || granted.is_unit() {
+            return Dynamic::UNIT;
+        }
+        let granted: Vec<String> = scope_list(&granted).into_iter().map(|s| s.to_lowercase()).collect();
+        let missing: Array = scope_list(&required)
+            .into_iter()
+            .filter(|r| !granted.contains(&r.to_lowercase()))
+            .map(Dynamic::from)
+            .collect();
+        missing.into()
+    });
+    e.register_fn("join", |a: Array, sep: &str| {
+        a.iter().filter_map(text_of).collect::<Vec<_>>().join(sep)
+    });
+
+    // URLs and hosts.
+    e.register_fn("url", |v: Dynamic| parse_url(&v));
+    e.register_fn("is_private_host", |h: &str| is_private_host(h));
+
+    // Secrets: shape only.
+    e.register_fn("secret", describe_secret);
+    e.register_fn("secret_matches", secret_matches);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_hosts() {
+        for h in ["10.0.4.12", "127.0.0.1", "169.254.169.254", "100.100.100.200", "[::1]", "::ffff:10.0.0.1", "fd00:ec2::254", "localhost", "metadata.google.internal"] {
+            assert!(is_private_host(h), "{h}");
+        }
+        for h in ["8.8.8.8", "api.github.com", "2606:4700::1"] {
+            assert!(!is_private_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn helpers_work_without_event() {
+        let e = engine();
+        let r: Dynamic = e.eval_expression(r#"missing(["repo", "read:user"], "read:user user")"#).unwrap();
+        assert_eq!(r.to_string(), r#"["repo"]"#);
+        let r: Dynamic = e.eval_expression(r#"url("https://App.example.com:443/api/oauth/callback/").path"#).unwrap();
+        assert_eq!(r.to_string(), "/api/oauth/callback");
+        let r: bool = e.eval_expression(r#"matches("SSL: CERTIFICATE_VERIFY_FAILED", "certificate_verify_failed")"#).unwrap();
+        assert!(r);
+    }
+
+    #[test]
+    fn loops_hit_the_operation_limit() {
+        let e = engine();
+        let err = e.eval::<Dynamic>("let x = 0; loop { x += 1; }").unwrap_err();
+        assert!(matches!(*err, rhai::EvalAltResult::ErrorTooManyOperations(_)), "{err}");
+    }
+}

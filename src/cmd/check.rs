@@ -1,0 +1,58 @@
+//! `whyfail check [DIR|FILE]`: validates playbooks and reports every problem at once.
+//!
+//! The given playbooks are checked on top of the built-in library (so they may use its shared
+//! actions and signals); without a path, the built-in library itself is checked.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use whyfail_engine::Severity;
+
+use super::{FOUND_ERRORS, OK, USAGE};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Playbook file or directory (default: the built-in library).
+    path: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    deny_warnings: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(args: Args) -> u8 {
+    if let Some(p) = &args.path
+        && !p.exists()
+    {
+        eprintln!("whyfail: cannot read `{}`: no such file or directory", p.display());
+        return USAGE;
+    }
+    let extra: Vec<PathBuf> = args.path.iter().cloned().collect();
+    let (lib, diags) = whyfail::load_library(&extra, true);
+    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = diags.len() - errors;
+    match args.format {
+        Format::Json => {
+            let playbooks: Vec<_> = lib.playbooks().iter().map(|p| json!({"id": p.id, "title": p.title, "file": p.file, "priority": p.priority})).collect();
+            let out = json!({"ok": errors == 0, "errors": errors, "warnings": warnings, "diagnostics": diags, "playbooks": playbooks, "playbook_set": lib.hash()});
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        }
+        Format::Text => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            let n = lib.playbooks().len();
+            let verdict = if errors == 0 { "ok" } else { "FAILED" };
+            println!("{verdict}: {n} playbooks loaded, {errors} errors, {warnings} warnings");
+        }
+    }
+    if errors > 0 || (args.deny_warnings && warnings > 0) { FOUND_ERRORS } else { OK }
+}

@@ -1,0 +1,12 @@
+//! One module per subcommand: an `Args` struct and a `run` returning the exit code.
+
+pub mod check;
+pub mod diagnose;
+pub mod schema;
+
+/// Exit code: the command ran and found nothing wrong.
+pub const OK: u8 = 0;
+/// Exit code: the input (playbooks or event) has errors.
+pub const FOUND_ERRORS: u8 = 1;
+/// Exit code: usage error or unreadable file.
+pub const USAGE: u8 = 2;

@@ -1,0 +1,32 @@
+//! The `whyfail` command's library half: the embedded standard playbooks, library loading for
+//! the CLI's layering (built-in, then `--playbooks` directories), and the output renderers.
+//! Everything that decides anything lives in `whyfail-engine`; this crate parses, calls, renders.
+
+pub mod render;
+
+use std::path::Path;
+
+use whyfail_engine::{Diagnostic, Library, Source, load};
+
+include!(concat!(env!("OUT_DIR"), "/stdlib.rs"));
+
+/// The built-in playbook sources.
+pub fn stdlib_sources() -> Vec<Source> {
+    STDLIB.iter().map(|(name, text)| Source::new(*name, *text)).collect()
+}
+
+/// Loads the built-in library, then each directory or file in `extra` on top of it.
+/// Problems in any layer are returned; what compiled is still usable.
+pub fn load_library(extra: &[impl AsRef<Path>], builtin: bool) -> (Library, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut layers = Vec::new();
+    if builtin {
+        layers.push(stdlib_sources());
+    }
+    for p in extra {
+        layers.push(load::read_sources(p.as_ref(), &mut diags));
+    }
+    let (lib, more) = Library::load(&layers);
+    diags.extend(more);
+    (lib, diags)
+}
