@@ -170,7 +170,8 @@ fn scope_list(v: &Dynamic) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Safe path access: `get(value, "a.b.0.c")` yields `()` for anything missing.
+/// Safe path access: `dig(value, "a.b.0.c")` yields `()` for anything missing.
+/// (Not `get`: the map package's `get(map, key)` would shadow it.)
 fn get_path(root: &Dynamic, path: &str) -> Dynamic {
     let mut cur = root.clone();
     for seg in path.split('.').filter(|s| !s.is_empty()) {
@@ -187,6 +188,46 @@ fn get_path(root: &Dynamic, path: &str) -> Dynamic {
         }
     }
     cur
+}
+
+/// Seconds to wait, from whatever the response says: `Retry-After` (seconds or HTTP date),
+/// the IETF `RateLimit` header's `t=`, `x-ratelimit-reset` (epoch seconds as GitHub sends it,
+/// ISO 8601 as Jira does, or a delta), or a Google-style `retryDelay` in the body.
+fn retry_hint(c: &HelperCtx) -> Option<INT> {
+    let now = c.now;
+    let err = c.error.read_lock::<Map>()?;
+    let headers = err.get("headers");
+    let h = |name: &str| headers.and_then(|hs| header_in(hs, name));
+    if let Some(v) = h("retry-after").and_then(|v| time::retry_after(&v, now)) {
+        return Some(v);
+    }
+    if let Some(t) = h("ratelimit").and_then(|v| {
+        v.split([';', ',']).find_map(|p| p.trim().strip_prefix("t=").and_then(|n| n.trim().parse::<INT>().ok()))
+    }) {
+        return Some(t.max(0));
+    }
+    for name in ["x-ratelimit-reset", "ratelimit-reset", "x-rate-limit-reset"] {
+        if let Some(v) = h(name) {
+            let v = v.trim();
+            // Small numbers are deltas; epoch values are far larger.
+            if let Ok(n) = v.parse::<i64>()
+                && n < 1_000_000_000
+            {
+                return Some(n.max(0));
+            }
+            if let Some(s) = time::reset_in(v, now) {
+                return Some(s);
+            }
+        }
+    }
+    let body = err.get("body")?;
+    let text = serde_json::to_string(body).ok()?;
+    let i = text.find("\"retryDelay\"")?;
+    let rest = &text[i + 12..];
+    let start = rest.find('"')? + 1;
+    let end = start + rest[start..].find('"')?;
+    let delay = rest[start..end].trim_end_matches('s').parse::<f64>().ok()?;
+    Some(delay.ceil() as INT)
 }
 
 /// What a script may learn about a secret: its shape, never its value.
@@ -322,7 +363,7 @@ fn register_helpers(e: &mut Engine) {
     });
     e.register_fn("lower", |v: Dynamic| -> Dynamic { opt(text_of(&v).map(|s| s.to_lowercase())) });
     e.register_fn("has", |v: Dynamic| !(v.is_unit() || text_of(&v).is_some_and(|s| s.trim().is_empty())));
-    e.register_fn("get", |v: Dynamic, path: &str| get_path(&v, path));
+    e.register_fn("dig", |v: Dynamic, path: &str| get_path(&v, path));
     e.register_fn("is_unit", |v: Dynamic| v.is_unit());
 
     // Time, relative to the event's occurred_at.
@@ -340,6 +381,12 @@ fn register_helpers(e: &mut Engine) {
     });
     e.register_fn("reset_seconds", |v: Dynamic| -> Dynamic {
         opt(text_of(&v).and_then(|s| time::reset_in(&s, now())))
+    });
+    e.register_fn("retry_hint", || -> Dynamic { opt(with_ctx(retry_hint).flatten()) });
+    e.register_fn("backoff", |failures: Dynamic| -> INT {
+        // 60 s, doubling with each consecutive failure, capped at an hour.
+        let n = failures.as_int().unwrap_or(1).clamp(1, 7) as u32;
+        (60 * 2_i64.pow(n - 1)).min(3600)
     });
 
     // Scopes.

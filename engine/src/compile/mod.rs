@@ -335,7 +335,7 @@ fn compile_action(
         .iter()
         .filter_map(|(k, v)| {
             let site_path = format!("{path}.params.{k}");
-            compiler.compile(v, false, Site { file, yaml_path: &site_path }, diags).map(|s| (k.clone(), s))
+            compiler.compile(v, true, Site { file, yaml_path: &site_path }, diags).map(|s| (k.clone(), s))
         })
         .collect();
     let when = a.when.as_ref().and_then(|w| compiler.compile(w, false, Site { file, yaml_path: &format!("{path}.when") }, diags));

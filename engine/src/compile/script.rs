@@ -39,8 +39,10 @@ pub struct Compiler<'a> {
 impl<'a> Compiler<'a> {
     pub fn new(engine: &'a Engine, signals: &'a SignalSet) -> Self {
         let mut scope = Scope::new();
+        // Plain variables, not constants: the optimizer folds calls on constant arguments, and
+        // `dig(connection, "x")` must not be folded into `dig((), "x")` at load time.
         for var in SCOPE_VARS {
-            scope.push_constant_dynamic(*var, rhai::Dynamic::UNIT);
+            scope.push_dynamic(*var, rhai::Dynamic::UNIT);
         }
         Compiler { engine, signals, scope }
     }
@@ -188,6 +190,34 @@ pub fn reads_of(text: &str) -> Vec<String> {
     out
 }
 
+/// Offset of the `}` that closes a placeholder, skipping nested braces (`if … { … }`, `#{ … }`)
+/// and braces inside string literals.
+fn matching_brace(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, ch) in s.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == q {
+                quote = None;
+            }
+            continue;
+        }
+        match ch {
+            '"' | '`' | '\'' => quote = Some(ch),
+            '{' => depth += 1,
+            '}' if depth == 0 => return Some(i),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// One piece of an evidence or step template.
 #[derive(Debug, Clone)]
 pub enum Segment {
@@ -234,7 +264,7 @@ impl Template {
                 );
                 return None;
             }
-            let Some(end) = rest[i + 1..].find('}') else {
+            let Some(end) = matching_brace(&rest[i + 1..]) else {
                 let (l, c) = offset_position(text, line, col, consumed + i);
                 diags.push(
                     Diagnostic::error(code::TEMPLATE_SYNTAX, site.file, "unclosed `{` in template")
@@ -258,7 +288,7 @@ impl Template {
                 );
                 ok = false;
             } else {
-                match compiler.compile_at(expr, (l, c), false, site, diags) {
+                match compiler.compile_at(expr, (l, c), true, site, diags) {
                     Some(s) => segments.push(Segment::Expr(s)),
                     None => ok = false,
                 }
@@ -290,6 +320,12 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_may_nest_braces() {
+        assert_eq!(matching_brace(r#"if a { "x}" } else { #{b: 1} }} tail"#), Some(30));
+        assert_eq!(matching_brace("unclosed { x"), None);
+    }
 
     #[test]
     fn reads_are_normalised() {

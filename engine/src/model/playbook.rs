@@ -224,7 +224,8 @@ pub struct RawAction {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub steps: Vec<Spanned<String>>,
-    /// Parameters computed from the event: name → Rhai expression (e.g. `retry_after_seconds`).
+    /// Parameters computed from the event: name → Rhai expression or short script
+    /// (e.g. `retry_after_seconds`). A parameter whose value is `()` is left out.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
     pub params: BTreeMap<String, Spanned<String>>,
