@@ -151,7 +151,8 @@ impl Library {
 
         let signals = Arc::new(collect_signals(&parsed, &mut diags));
         let engine = crate::sandbox::engine();
-        let compiler = Compiler::new(&engine, &signals);
+        let sources = parsed.iter().map(|(_, src, _)| (src.name.as_str(), src.text.as_str())).collect();
+        let compiler = Compiler::new(&engine, &signals, sources);
         let (actions, broken_actions) = collect_actions(&compiler, &parsed, &mut diags);
 
         let mut by_id: BTreeMap<String, (usize, Arc<Playbook>)> = BTreeMap::new();
@@ -242,10 +243,13 @@ fn collect_signals(parsed: &[(usize, &Source, RawPlaybook)], diags: &mut Vec<Dia
                 );
                 continue;
             }
-            let mut ok = true;
+            // Invalid patterns are reported and dropped; the signal keeps its valid ones so that
+            // scripts using it do not cascade into "unknown signal" errors.
+            let mut valid = Vec::new();
             for (i, p) in patterns.iter().enumerate() {
-                if let Err(e) = signals::check_pattern(&p.value) {
-                    ok = false;
+                if signals::check_pattern(&p.value).is_ok() {
+                    valid.push(p.value.clone());
+                } else if let Err(e) = signals::check_pattern(&p.value) {
                     let (l, c) = spanned_pos(p);
                     diags.push(
                         Diagnostic::error(code::INVALID_REGEX, &src.name, format!("invalid regular expression: {}", e.to_string().lines().last().unwrap_or("").trim()))
@@ -254,9 +258,6 @@ fn collect_signals(parsed: &[(usize, &Source, RawPlaybook)], diags: &mut Vec<Dia
                             .hint("patterns use Rust regex syntax and are matched case-insensitively"),
                     );
                 }
-            }
-            if !ok {
-                continue;
             }
             if let Some((prev_layer, prev_file, _)) = by_name.get(name.as_str())
                 && prev_layer == layer
@@ -269,7 +270,7 @@ fn collect_signals(parsed: &[(usize, &Source, RawPlaybook)], diags: &mut Vec<Dia
                 );
                 continue;
             }
-            by_name.insert(name, (*layer, &src.name, patterns.iter().map(|p| p.value.clone()).collect()));
+            by_name.insert(name, (*layer, &src.name, valid));
         }
     }
     let list: Vec<(String, Vec<String>)> = by_name.into_iter().map(|(n, (_, _, p))| (n.to_string(), p)).collect();

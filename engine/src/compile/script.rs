@@ -3,6 +3,7 @@
 //! Everything here runs at load time: each script is parsed once into an AST that evaluation
 //! reuses for every event, and each template is split once into literal text and placeholders.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
@@ -33,18 +34,20 @@ pub struct Site<'a> {
 pub struct Compiler<'a> {
     pub engine: &'a Engine,
     pub signals: &'a SignalSet,
+    /// File name → text, to tell quoted scalars (whose location is the opening quote) apart.
+    sources: HashMap<&'a str, &'a str>,
     scope: Scope<'static>,
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(engine: &'a Engine, signals: &'a SignalSet) -> Self {
+    pub fn new(engine: &'a Engine, signals: &'a SignalSet, sources: HashMap<&'a str, &'a str>) -> Self {
         let mut scope = Scope::new();
         // Plain variables, not constants: the optimizer folds calls on constant arguments, and
         // `dig(connection, "x")` must not be folded into `dig((), "x")` at load time.
         for var in SCOPE_VARS {
             scope.push_dynamic(*var, rhai::Dynamic::UNIT);
         }
-        Compiler { engine, signals, scope }
+        Compiler { engine, signals, sources, scope }
     }
 
     /// Compiles an expression (`expr`, `applies_when`, params) or a script (`script`).
@@ -55,7 +58,26 @@ impl<'a> Compiler<'a> {
         site: Site<'_>,
         diags: &mut Vec<Diagnostic>,
     ) -> Option<Script> {
-        self.compile_at(&src.value, (src.referenced.line(), src.referenced.column()), is_script, site, diags)
+        self.compile_at(&src.value, self.content_start(site.file, src), is_script, site, diags)
+    }
+
+    /// Where a scalar's text starts: one column after the opening quote of a quoted scalar, and
+    /// the first content line of a block scalar (`|`, `>`), whose location is its indicator.
+    pub fn content_start(&self, file: &str, src: &Spanned<String>) -> (u64, u64) {
+        let (line, col) = (src.referenced.line(), src.referenced.column());
+        let Some(text) = self.sources.get(file) else { return (line, col) };
+        let at = text.lines().nth(line.saturating_sub(1) as usize).and_then(|l| l.chars().nth(col.saturating_sub(1) as usize));
+        match at {
+            Some('"' | '\'') => (line, col + 1),
+            Some('|' | '>') => text
+                .lines()
+                .enumerate()
+                .skip(line as usize)
+                .find(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| (i as u64 + 1, (l.len() - l.trim_start().len()) as u64 + 1))
+                .unwrap_or((line, col)),
+            _ => (line, col),
+        }
     }
 
     /// As [`Compiler::compile`], for text that starts at `(line, column)` of the file.
@@ -90,7 +112,17 @@ impl<'a> Compiler<'a> {
                 reads: reads_of(text).into(),
             }),
             Err(e) => {
-                let (l, c) = map_position(text, line, col, e.1.line(), e.1.position());
+                // "Incomplete" errors carry no position: point just past the end of the script.
+                let eof = matches!(*e.0, rhai::ParseErrorType::UnexpectedEOF);
+                let (rl, rc) = match (e.1.line(), e.1.position()) {
+                    (Some(l), c) if !eof => (Some(l), c),
+                    _ => {
+                        let body = text.trim_end();
+                        let lines = body.lines().count().max(1);
+                        (Some(lines), Some(body.lines().last().map_or(0, |l| l.chars().count()) + 1))
+                    }
+                };
+                let (l, c) = map_position(text, line, col, rl, rc);
                 let msg = e.0.to_string();
                 let hint = script_hint(&msg, is_script);
                 let mut d = Diagnostic::error(code::SCRIPT_SYNTAX, site.file, format!("rhai: {}", lowercase_first(&msg)))
@@ -239,7 +271,7 @@ impl Template {
         diags: &mut Vec<Diagnostic>,
     ) -> Option<Template> {
         let text = src.value.as_str();
-        let (line, col) = (src.referenced.line(), src.referenced.column());
+        let (line, col) = compiler.content_start(site.file, src);
         let mut segments = Vec::new();
         let mut lit = String::new();
         let mut ok = true;
