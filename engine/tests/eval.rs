@@ -1,0 +1,287 @@
+//! Evaluation behaviour on small inline playbooks: limits, partial events, secrets, sequential
+//! flows, live facts, ranking and dispositions.
+
+use serde_json::{Value, json};
+use whyfail_engine::model::resolution::{Confidence, NodeKind, Outcome, Status};
+use whyfail_engine::{FactError, FactProvider, FactRequest, Library, Options, Resolution, Source, diagnose_json};
+
+fn lib(yaml: &str) -> Library {
+    let (lib, diags) = Library::load(&[vec![Source::new("test.yaml", yaml)]]);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:#?}");
+    lib
+}
+
+fn run(lib: &Library, event: Value) -> Resolution {
+    diagnose_json(lib, &event.to_string(), &Options::default()).expect("valid event")
+}
+
+fn outcome(res: &Resolution, node: &str) -> Outcome {
+    res.path.iter().find(|p| p.node == node).unwrap_or_else(|| panic!("{node} not on path: {:#?}", res.path)).outcome
+}
+
+const ACTIONS: &str = r#"
+actions:
+  - id: fix
+    title: Fix it
+    actor: user
+  - id: wait
+    title: Wait
+    actor: platform
+    disposition: retry_after
+    params:
+      retry_after_seconds: retry_hint() ?? 60
+"#;
+
+#[test]
+fn a_looping_check_is_stopped_and_reported_as_error() {
+    let l = lib(&format!(
+        r#"
+id: loops
+title: Loops
+applies_when: "true"
+causes:
+  - id: spins
+    title: Spins forever
+    checks:
+      - id: forever
+        script: |
+          let n = 0;
+          loop {{ n += 1; }}
+          true
+    actions: [fix]
+  - id: fine
+    title: Decides normally
+    checks:
+      - id: status_500
+        expr: error.status == 500
+    actions: [fix]
+{ACTIONS}"#
+    ));
+    let res = run(&l, json!({"error": {"status": 500}}));
+    assert_eq!(outcome(&res, "forever"), Outcome::Error);
+    let detail = res.path.iter().find(|p| p.node == "forever").and_then(|p| p.detail.clone()).unwrap_or_default();
+    assert!(detail.to_lowercase().contains("operations"), "{detail}");
+    assert_eq!(res.status, Status::Diagnosed);
+    assert_eq!(res.root_causes[0].id, "fine");
+}
+
+#[test]
+fn an_almost_empty_event_still_gets_a_resolution() {
+    let l = lib(&format!(
+        r#"
+id: partial
+title: Partial data
+applies_when: "true"
+causes:
+  - id: expired
+    title: Expired
+    checks:
+      - id: past_expiry
+        expr: past(oauth.access_token_expires_at) && connection.oauth.has_refresh_token
+      - id: deep
+        expr: event.connection.api_key.expires_at > 3 && history.recent_failures > 2
+    actions: [fix]
+{ACTIONS}"#
+    ));
+    for event in [json!({"error": {}}), json!({"error": {}, "connection": null}), json!({"error": {"status": "401"}, "connection": {"oauth": 7}})] {
+        let res = run(&l, event.clone());
+        assert_eq!(res.status, Status::Inconclusive, "{event}");
+        assert_eq!(outcome(&res, "past_expiry"), Outcome::Unknown, "{event}");
+        assert_eq!(res.root_causes[0].confidence, Confidence::Possible);
+    }
+}
+
+#[test]
+fn events_that_are_not_events_are_errors_not_crashes() {
+    let l = lib(&format!("id: x\ntitle: x\napplies_when: \"true\"\ncauses: [{{id: c, title: c, actions: [fix]}}]\n{ACTIONS}"));
+    for bad in ["", "nope", "[]", "{}", r#"{"error": 5}"#, "{\"error\": {}"] {
+        assert!(diagnose_json(&l, bad, &Options::default()).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn secrets_never_reach_the_output() {
+    let l = lib(&format!(
+        r#"
+id: leaky
+title: Leaky
+applies_when: "true"
+causes:
+  - id: echoed
+    title: Echoes the message
+    explain: "The service said: {{error.message}}"
+    checks:
+      - id: says_it
+        expr: error.message != ()
+        evidence: "Message: {{error.message}}; key shape: {{secret(\"api_key\").length}} characters, newline {{secret(\"api_key\").has_newline}}"
+    actions: [fix]
+{ACTIONS}"#
+    ));
+    let secret = "sk_live_SUPERSECRET123\n";
+    let event = json!({
+        "event_id": "evt",
+        "error": {"status": 401, "message": "invalid key sk_live_SUPERSECRET123 for account"},
+        "connection": {"secrets": {"api_key": secret, "client_secret": "cs-999999"}}
+    });
+    for audience in ["user", "support", "developer"] {
+        let opts = Options { audience: audience.parse().expect("audience"), ..Options::default() };
+        let res = diagnose_json(&l, &event.to_string(), &opts).expect("valid");
+        let out = serde_json::to_string(&res).expect("json");
+        assert!(!out.contains("SUPERSECRET"), "{out}");
+        assert!(!out.contains("cs-999999"), "{out}");
+        assert!(out.contains("[redacted]"), "{out}");
+        assert!(out.contains("23 characters, newline true"), "{out}");
+    }
+}
+
+#[test]
+fn a_sequential_flow_routes_by_outcome() {
+    let l = lib(&format!(
+        r#"
+id: flow
+title: Authorization failed
+applies_when: "true"
+steps:
+  - id: client_id_set
+    expr: has(oauth?.client_id)
+    evidence_fail: No client ID is configured
+    on_fail: [config_missing]
+    on_pass: [redirect_matches]
+  - id: redirect_matches
+    expr: url(oauth?.redirect_uri)?.path == url(platform?.oauth_redirect_uri)?.path
+    evidence_fail: "The registered redirect URI {{oauth.redirect_uri}} is not the callback {{platform.oauth_redirect_uri}}"
+    on_fail: [redirect_mismatch]
+    on_pass: [something_else]
+causes:
+  - id: config_missing
+    title: Client ID missing
+    actions: [fix]
+  - id: redirect_mismatch
+    title: Redirect URI mismatch
+    actions: [fix]
+  - id: something_else
+    title: Something else
+    checks:
+      - id: never_true
+        expr: "false"
+    actions: [fix]
+{ACTIONS}"#
+    ));
+    let res = run(
+        &l,
+        json!({"error": {}, "connection": {"oauth": {"client_id": "abc", "redirect_uri": "https://app.example.com"}},
+               "platform": {"oauth_redirect_uri": "https://app.example.com/api/oauth/callback"}}),
+    );
+    assert_eq!(res.root_causes[0].id, "redirect_mismatch");
+    assert_eq!(res.root_causes[0].confidence, Confidence::Confirmed);
+    assert!(res.root_causes[0].evidence[0].contains("https://app.example.com/api/oauth/callback"));
+    assert_eq!(outcome(&res, "client_id_set"), Outcome::Pass);
+    assert_eq!(outcome(&res, "config_missing"), Outcome::Skipped);
+    assert_eq!(outcome(&res, "something_else"), Outcome::Skipped);
+    let order: Vec<&str> = res.path.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(order[..4], ["flow", "client_id_set", "redirect_matches", "redirect_mismatch"]);
+
+    let res = run(&l, json!({"error": {}, "connection": {"oauth": {}}}));
+    assert_eq!(res.root_causes[0].id, "config_missing");
+    assert_eq!(res.root_causes[0].evidence, vec!["No client ID is configured".to_string()]);
+}
+
+struct Facts;
+impl FactProvider for Facts {
+    fn fetch(&self, fact: &str, req: &FactRequest<'_>) -> Result<Value, FactError> {
+        match fact {
+            "github.whoami" => {
+                assert_eq!(req.secret("access_token"), Some("gho_token"));
+                Ok(json!({"scopes": ["read:user"]}))
+            }
+            _ => Err(FactError::new("timed out after 2 s")),
+        }
+    }
+}
+
+#[test]
+fn live_facts_are_fetched_only_when_needed_and_unknown_offline() {
+    let l = lib(&format!(
+        r#"
+id: scopes
+title: Scopes
+applies_when: "true"
+causes:
+  - id: scope_missing
+    title: A scope is missing
+    checks:
+      - id: whoami_lacks_scope
+        needs: [github.whoami]
+        expr: missing(connection.required_scopes, facts["github.whoami"].scopes).len() > 0
+        evidence: "The token has {{join(facts[\"github.whoami\"].scopes, \", \")}}, not {{join(missing(connection.required_scopes, facts[\"github.whoami\"].scopes), \", \")}}"
+    actions: [fix]
+  - id: slow
+    title: Needs a fact that times out
+    checks:
+      - id: tls_probe
+        needs: [net.tls]
+        expr: facts["net.tls"].expired
+    actions: [fix]
+{ACTIONS}"#
+    ));
+    let event = json!({"error": {"status": 403}, "connection": {"required_scopes": ["repo"], "secrets": {"access_token": "gho_token"}}});
+    let offline = run(&l, event.clone());
+    assert_eq!(outcome(&offline, "whoami_lacks_scope"), Outcome::Unknown);
+    assert_eq!(offline.status, Status::Inconclusive);
+
+    let res = diagnose_json(&l, &event.to_string(), &Options { provider: Some(&Facts), ..Options::default() }).expect("valid");
+    assert_eq!(res.root_causes[0].id, "scope_missing");
+    assert_eq!(res.root_causes[0].evidence, vec!["The token has read:user, not repo".to_string()]);
+    let tls = res.path.iter().find(|p| p.node == "tls_probe").expect("on path");
+    assert_eq!(tls.outcome, Outcome::Unknown);
+    assert!(tls.detail.as_deref().unwrap_or("").contains("timed out"));
+    assert!(res.path.iter().find(|p| p.node == "whoami_lacks_scope").expect("on path").facts.contains(&"facts.github.whoami".to_string()));
+}
+
+#[test]
+fn ranking_actions_and_dispositions() {
+    let l = lib(&format!(
+        r#"
+id: rank
+title: Rank
+applies_when: "true"
+causes:
+  - id: weak
+    title: Only supported
+    checks:
+      - id: hint
+        role: support
+        expr: "true"
+    actions: [fix]
+  - id: strong
+    title: Confirmed
+    checks:
+      - id: status
+        expr: error.status == 429
+        evidence: "status {{error.status}}"
+    actions: [wait, fix]
+{ACTIONS}"#
+    ));
+    let res = run(&l, json!({"occurred_at": "2026-11-23T10:00:00Z", "error": {"status": 429, "headers": {"Retry-After": "Mon, 23 Nov 2026 10:01:30 GMT"}}}));
+    let ids: Vec<&str> = res.root_causes.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["strong", "weak"]);
+    assert_eq!(res.root_causes[1].confidence, Confidence::Likely);
+    let actions: Vec<&str> = res.actions.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(actions, ["wait", "fix"]);
+    assert_eq!(serde_json::to_value(res.disposition).expect("json"), json!({"kind": "retry_after", "retry_after_seconds": 90}));
+    assert_eq!(res.path.last().map(|p| (p.kind, p.outcome)), Some((NodeKind::Action, Outcome::Recommended)));
+
+    let none = run(&l, json!({"error": {"status": 500}}));
+    assert_eq!(none.root_causes[0].id, "weak");
+    assert_eq!(serde_json::to_value(none.disposition).expect("json")["kind"], "needs_user");
+}
+
+#[test]
+fn no_matching_playbook_is_no_match() {
+    let l = lib(&format!("id: x\ntitle: x\napplies_when: error.status == 429\ncauses: [{{id: c, title: c, actions: [fix]}}]\n{ACTIONS}"));
+    let res = run(&l, json!({"event_id": "e1", "error": {"status": 418, "message": "I'm a teapot"}}));
+    assert_eq!(res.status, Status::NoMatch);
+    assert!(res.root_causes.is_empty() && res.actions.is_empty() && res.symptom.is_none());
+    assert_eq!(res.event_id.as_deref(), Some("e1"));
+    assert!(res.explanation.contains("could not recognise"));
+}
