@@ -14,11 +14,16 @@ fn main() {
         (n.ends_with(".yaml") || n.ends_with(".yml")) && !n.contains(".test.")
     });
     files.sort();
-    let mut out = String::from("/// The standard library: (display name, YAML text), sorted by name.\npub static STDLIB: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// The standard library: (display name, YAML text), sorted by name.\npub static STDLIB: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        out.push_str(&format!("    (\"playbooks/{name}\", include_str!({:?})),\n", f.display().to_string()));
+        out.push_str(&format!(
+            "    (\"playbooks/{name}\", include_str!({:?})),\n",
+            f.display().to_string()
+        ));
     }
     out.push_str("];\n");
     let dest = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("stdlib.rs");

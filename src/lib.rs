@@ -12,7 +12,10 @@ include!(concat!(env!("OUT_DIR"), "/stdlib.rs"));
 
 /// The built-in playbook sources.
 pub fn stdlib_sources() -> Vec<Source> {
-    STDLIB.iter().map(|(name, text)| Source::new(*name, *text)).collect()
+    STDLIB
+        .iter()
+        .map(|(name, text)| Source::new(*name, *text))
+        .collect()
 }
 
 /// Loads the built-in library, then each directory or file in `extra` on top of it.

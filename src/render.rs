@@ -15,7 +15,10 @@ pub enum Format {
 }
 
 fn word<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// One resolution in `format`; `compact` JSON is one line (for JSON Lines).
@@ -35,17 +38,39 @@ fn text(res: &Resolution) -> String {
         let _ = writeln!(out, "symptom:     {} - {} ({})", s.id, s.title, s.playbook);
     }
     for (i, c) in res.root_causes.iter().enumerate() {
-        let label = if i == 0 && res.status == Status::Diagnosed { "root cause:" } else { "possible:   " };
-        let _ = writeln!(out, "{label} {} ({}) - {}", c.id, confidence(c.confidence), c.title);
+        let label = if i == 0 && res.status == Status::Diagnosed {
+            "root cause:"
+        } else {
+            "possible:   "
+        };
+        let _ = writeln!(
+            out,
+            "{label} {} ({}) - {}",
+            c.id,
+            confidence(c.confidence),
+            c.title
+        );
         for e in &c.evidence {
             let _ = writeln!(out, "               {e}");
         }
     }
     for (i, a) in res.actions.iter().enumerate() {
         let auto = if a.automatic { ", automatic" } else { "" };
-        let _ = writeln!(out, "{} {}. {} [{}{auto}] - {}", if i == 0 { "actions:   " } else { "           " }, i + 1, a.id, word(&a.actor), a.title);
+        let _ = writeln!(
+            out,
+            "{} {}. {} [{}{auto}] - {}",
+            if i == 0 { "actions:   " } else { "           " },
+            i + 1,
+            a.id,
+            word(&a.actor),
+            a.title
+        );
         if !a.params.is_empty() {
-            let _ = writeln!(out, "                 params: {}", serde_json::Value::Object(a.params.clone()));
+            let _ = writeln!(
+                out,
+                "                 params: {}",
+                serde_json::Value::Object(a.params.clone())
+            );
         }
     }
     let _ = write!(out, "disposition: {}", word(&res.disposition.kind));

@@ -8,7 +8,9 @@ use whyfail_engine::{Options, diagnose_json};
 use whyfail_providers::FixtureProvider;
 
 fn case_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
@@ -21,13 +23,19 @@ fn case_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn strings(v: Option<&Value>) -> Option<Vec<String>> {
-    v.and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+    v.and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    })
 }
 
 /// Is `want` a subset of `got` (objects by key, everything else by equality)?
 fn subset(want: &Value, got: &Value) -> bool {
     match (want, got) {
-        (Value::Object(w), Value::Object(g)) => w.iter().all(|(k, v)| g.get(k).is_some_and(|gv| subset(v, gv))),
+        (Value::Object(w), Value::Object(g)) => w
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| subset(v, gv))),
         _ => want == got,
     }
 }
@@ -35,7 +43,13 @@ fn subset(want: &Value, got: &Value) -> bool {
 fn check(case: &Value, res: &Value, raw: &str) -> Vec<String> {
     let exp = &case["expect"];
     let mut why = Vec::new();
-    let first = |key: &str| res[key].as_array().and_then(|a| a.first()).and_then(|c| c["id"].as_str()).map(str::to_string);
+    let first = |key: &str| {
+        res[key]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|c| c["id"].as_str())
+            .map(str::to_string)
+    };
     let cause = first("root_causes");
     let action = first("actions");
     let status = res["status"].as_str().unwrap_or("");
@@ -71,7 +85,10 @@ fn check(case: &Value, res: &Value, raw: &str) -> Vec<String> {
         why.push(format!("first action {action:?} not in {ok:?}"));
     }
     if let Some(list) = strings(exp.get("actions_include")) {
-        let ids: Vec<&str> = res["actions"].as_array().map(|a| a.iter().filter_map(|x| x["id"].as_str()).collect()).unwrap_or_default();
+        let ids: Vec<&str> = res["actions"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["id"].as_str()).collect())
+            .unwrap_or_default();
         for a in list {
             if !ids.contains(&a.as_str()) {
                 why.push(format!("action {a} missing from {ids:?}"));
@@ -87,18 +104,29 @@ fn check(case: &Value, res: &Value, raw: &str) -> Vec<String> {
     if let Some(n) = exp.get("retry_after")
         && &res["disposition"]["retry_after_seconds"] != n
     {
-        why.push(format!("retry_after_seconds {} != {n}", res["disposition"]["retry_after_seconds"]));
+        why.push(format!(
+            "retry_after_seconds {} != {n}",
+            res["disposition"]["retry_after_seconds"]
+        ));
     }
     if let Some(params) = exp.get("params").and_then(Value::as_object) {
         for (action_id, want) in params {
-            let got = res["actions"].as_array().and_then(|a| a.iter().find(|x| x["id"] == action_id.as_str())).map(|a| a["params"].clone());
+            let got = res["actions"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["id"] == action_id.as_str()))
+                .map(|a| a["params"].clone());
             match got {
                 Some(g) if subset(want, &g) => {}
-                other => why.push(format!("params of {action_id}: {other:?} do not include {want}")),
+                other => why.push(format!(
+                    "params of {action_id}: {other:?} do not include {want}"
+                )),
             }
         }
     }
-    let secrets = case["event"]["connection"]["secrets"].as_object().cloned().unwrap_or_default();
+    let secrets = case["event"]["connection"]["secrets"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     for v in secrets.values().filter_map(Value::as_str) {
         for piece in [v, v.trim()] {
             if piece.len() >= 6 && raw.contains(piece) {
@@ -112,26 +140,60 @@ fn check(case: &Value, res: &Value, raw: &str) -> Vec<String> {
 #[test]
 fn every_case_diagnoses_as_expected() {
     let (lib, diags) = whyfail::load_library(&[] as &[PathBuf], true);
-    let errors: Vec<String> = diags.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
-    assert!(errors.is_empty(), "the built-in library has errors:\n{}", errors.join("\n"));
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the built-in library has errors:\n{}",
+        errors.join("\n")
+    );
 
     let mut files = Vec::new();
-    case_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"), &mut files);
+    case_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"),
+        &mut files,
+    );
     assert!(!files.is_empty(), "no cases found");
     let mut failures = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let case: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let fixture = case.get("facts").map(|v| FixtureProvider::from_json(v).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
-        let opts = Options { provider: fixture.as_ref().map(|p| p as _), ..Options::default() };
-        let res = diagnose_json(&lib, &case["event"].to_string(), &opts).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let case: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let fixture = case.get("facts").map(|v| {
+            FixtureProvider::from_json(v).unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+        });
+        let opts = Options {
+            provider: fixture.as_ref().map(|p| p as _),
+            ..Options::default()
+        };
+        let res = diagnose_json(&lib, &case["event"].to_string(), &opts)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let raw = serde_json::to_string(&res).expect("serialise");
         let res: Value = serde_json::from_str(&raw).expect("reparse");
         let why = check(&case, &res, &raw);
         if !why.is_empty() {
-            failures.push(format!("{}: {}", f.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(f).display(), why.join("; ")));
+            failures.push(format!(
+                "{}: {}",
+                f.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                    .unwrap_or(f)
+                    .display(),
+                why.join("; ")
+            ));
         }
     }
-    println!("{} passed, {} failed", files.len() - failures.len(), failures.len());
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), files.len(), failures.join("\n"));
+    println!(
+        "{} passed, {} failed",
+        files.len() - failures.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
 }

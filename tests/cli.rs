@@ -29,39 +29,80 @@ fn stdout(o: &Output) -> String {
 
 #[test]
 fn diagnoses_the_readme_example() {
-    let o = whyfail(&["diagnose", "examples/events/refresh_token_expired.json"], None);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = whyfail(
+        &["diagnose", "examples/events/refresh_token_expired.json"],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let res: Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(res["event_id"], "evt_example_1");
     assert_eq!(res["status"], "diagnosed");
-    assert!(res["playbook_set"].as_str().is_some_and(|h| h.starts_with("sha256:")));
+    assert!(
+        res["playbook_set"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("sha256:"))
+    );
     assert!(!stdout(&o).contains("demo-refresh-token-value"));
 }
 
 #[test]
 fn reads_stdin_and_renders_text_and_markdown() {
-    let event = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/events/rate_limited.json")).expect("read");
+    let event = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/events/rate_limited.json"),
+    )
+    .expect("read");
     let text = whyfail(&["diagnose", "--format", "text", "-"], Some(&event));
     assert_eq!(text.status.code(), Some(0));
-    assert!(stdout(&text).contains("root cause: rate_limited (confirmed)"), "{}", stdout(&text));
+    assert!(
+        stdout(&text).contains("root cause: rate_limited (confirmed)"),
+        "{}",
+        stdout(&text)
+    );
     assert!(stdout(&text).contains("disposition: retry_after (120 s)"));
-    let md = whyfail(&["diagnose", "--format", "markdown", "--audience", "developer"], Some(&event));
+    let md = whyfail(
+        &[
+            "diagnose",
+            "--format",
+            "markdown",
+            "--audience",
+            "developer",
+        ],
+        Some(&event),
+    );
     assert!(stdout(&md).contains("**Path**"), "{}", stdout(&md));
-    let user = whyfail(&["diagnose", "--format", "markdown", "--audience", "user"], Some(&event));
+    let user = whyfail(
+        &["diagnose", "--format", "markdown", "--audience", "user"],
+        Some(&event),
+    );
     assert!(!stdout(&user).contains("**Path**"));
 }
 
 #[test]
 fn batch_keeps_order_and_survives_bad_lines() {
-    let o = whyfail(&["diagnose", "--batch", "examples/events/batch.jsonl"], None);
+    let o = whyfail(
+        &["diagnose", "--batch", "examples/events/batch.jsonl"],
+        None,
+    );
     assert_eq!(o.status.code(), Some(0));
-    let lines: Vec<Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[0]["event_id"], "b1");
     assert_eq!(lines[0]["disposition"]["retry_after_seconds"], 30);
     assert_eq!(lines[1]["line"], 2);
     assert_eq!(lines[1]["error"]["code"], "invalid_event");
-    assert!(lines[1]["error"]["message"].as_str().is_some_and(|m| m.contains("invalid JSON")));
+    assert!(
+        lines[1]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("invalid JSON"))
+    );
     assert_eq!(lines[2]["status"], "no_match");
     assert_eq!(lines[3]["root_causes"][0]["id"], "connection_in_use");
 }
@@ -79,14 +120,27 @@ fn a_bad_single_event_exits_1_with_a_message() {
 #[test]
 fn check_passes_on_the_library_and_fails_on_broken_playbooks() {
     let ok = whyfail(&["check", "playbooks"], None);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
-    let bad = whyfail(&["check", "tests/playbooks/broken", "--format", "json"], None);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = whyfail(
+        &["check", "tests/playbooks/broken", "--format", "json"],
+        None,
+    );
     assert_eq!(bad.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&bad.stdout).expect("json");
     assert_eq!(report["ok"], false);
     let diags = report["diagnostics"].as_array().expect("array");
     assert!(diags.len() >= 14, "{}", diags.len());
-    assert!(diags.iter().all(|d| d["file"].as_str().is_some_and(|f| f.contains("broken")) && d["code"].is_string()));
+    assert!(
+        diags
+            .iter()
+            .all(|d| d["file"].as_str().is_some_and(|f| f.contains("broken"))
+                && d["code"].is_string())
+    );
 }
 
 #[test]
@@ -98,7 +152,10 @@ fn user_playbooks_override_and_extend_the_builtin_library() {
         "id: teapot\ntitle: The server is a teapot\npriority: 500\napplies_when: error.status == 418\ncauses:\n  - id: teapot\n    title: Teapot\n    checks: [{id: is_418, expr: error.status == 418, evidence: 'It said 418'}]\n    actions: [retry_later]\n",
     )
     .expect("write");
-    let o = whyfail(&["diagnose", "--playbooks", dir.to_str().expect("utf8"), "-"], Some(r#"{"error":{"status":418}}"#));
+    let o = whyfail(
+        &["diagnose", "--playbooks", dir.to_str().expect("utf8"), "-"],
+        Some(r#"{"error":{"status":418}}"#),
+    );
     let res: Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(res["symptom"]["id"], "teapot");
     assert_eq!(res["actions"][0]["id"], "retry_later");
@@ -110,7 +167,13 @@ fn committed_schemas_are_current() {
     for kind in ["playbook", "event", "resolution"] {
         let o = whyfail(&["schema", kind], None);
         assert_eq!(o.status.code(), Some(0));
-        let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("schemas/{kind}.schema.json"))).expect("read");
-        assert!(stdout(&o) == committed, "schemas/{kind}.schema.json is stale: run `whyfail schema {kind} > schemas/{kind}.schema.json`");
+        let committed = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("schemas/{kind}.schema.json")),
+        )
+        .expect("read");
+        assert!(
+            stdout(&o) == committed,
+            "schemas/{kind}.schema.json is stale: run `whyfail schema {kind} > schemas/{kind}.schema.json`"
+        );
     }
 }

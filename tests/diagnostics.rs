@@ -25,9 +25,17 @@ fn expectations(text: &str) -> (Vec<Expect>, Vec<String>) {
         if let Some(rest) = line.strip_prefix("# expect:") {
             let mut parts = rest.split_whitespace();
             let code = parts.next().unwrap_or_default().to_string();
-            let (l, c) = parts.next().and_then(|p| p.split_once(':')).unwrap_or(("0", "0"));
+            let (l, c) = parts
+                .next()
+                .and_then(|p| p.split_once(':'))
+                .unwrap_or(("0", "0"));
             let path = parts.next().unwrap_or("").to_string();
-            exp.push(Expect { code, line: l.parse().unwrap_or(0), column: c.parse().unwrap_or(0), path });
+            exp.push(Expect {
+                code,
+                line: l.parse().unwrap_or(0),
+                column: c.parse().unwrap_or(0),
+                path,
+            });
         } else if let Some(h) = line.strip_prefix("# hint:") {
             hints.push(h.trim().to_string());
         }
@@ -44,9 +52,18 @@ fn each_broken_playbook_reports_exactly_its_mistakes() {
         .filter(|p| load::is_playbook_file(p))
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "expected at least ten kinds of mistakes, found {}", files.len());
+    assert!(
+        files.len() >= 10,
+        "expected at least ten kinds of mistakes, found {}",
+        files.len()
+    );
     let stdlib = whyfail::stdlib_sources();
-    let builtin: Vec<String> = Library::load(std::slice::from_ref(&stdlib)).0.playbooks().iter().map(|p| p.id.clone()).collect();
+    let builtin: Vec<String> = Library::load(std::slice::from_ref(&stdlib))
+        .0
+        .playbooks()
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
     let mut failures = Vec::new();
     for f in &files {
         let name = f.display().to_string();
@@ -57,23 +74,41 @@ fn each_broken_playbook_reports_exactly_its_mistakes() {
         let mut got: Vec<Expect> = diags
             .iter()
             .filter(|d| d.file == name)
-            .map(|d| Expect { code: d.code.to_string(), line: d.line.unwrap_or(0), column: d.column.unwrap_or(0), path: d.yaml_path.clone() })
+            .map(|d| Expect {
+                code: d.code.to_string(),
+                line: d.line.unwrap_or(0),
+                column: d.column.unwrap_or(0),
+                path: d.yaml_path.clone(),
+            })
             .collect();
         got.sort();
-        let others: Vec<String> = diags.iter().filter(|d| d.file != name).map(|d| d.to_string()).collect();
+        let others: Vec<String> = diags
+            .iter()
+            .filter(|d| d.file != name)
+            .map(|d| d.to_string())
+            .collect();
         if got != expected || !others.is_empty() {
             let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-            failures.push(format!("{name}:\n  expected {expected:?}\n  got:\n    {}", shown.join("\n    ")));
+            failures.push(format!(
+                "{name}:\n  expected {expected:?}\n  got:\n    {}",
+                shown.join("\n    ")
+            ));
             continue;
         }
         for h in &hints {
-            if !diags.iter().any(|d| d.hint.as_deref().is_some_and(|dh| dh.contains(h.as_str()))) {
+            if !diags
+                .iter()
+                .any(|d| d.hint.as_deref().is_some_and(|dh| dh.contains(h.as_str())))
+            {
                 failures.push(format!("{name}: no hint contains `{h}`"));
             }
         }
         // A broken playbook never takes the others down.
         for id in &builtin {
-            assert!(lib.playbook(id).is_some(), "{name}: built-in playbook `{id}` must still load");
+            assert!(
+                lib.playbook(id).is_some(),
+                "{name}: built-in playbook `{id}` must still load"
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -83,7 +118,10 @@ fn each_broken_playbook_reports_exactly_its_mistakes() {
 fn diagnostics_render_with_position_code_and_hint() {
     let path = broken_dir().join("dangling.yaml");
     let text = std::fs::read_to_string(&path).expect("read");
-    let (_, diags) = Library::load(&[whyfail::stdlib_sources(), vec![Source::new("dangling.yaml", text)]]);
+    let (_, diags) = Library::load(&[
+        whyfail::stdlib_sources(),
+        vec![Source::new("dangling.yaml", text)],
+    ]);
     let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
     assert_eq!(
         shown,

@@ -23,15 +23,23 @@ fn sources() -> Vec<Source> {
 
 fn events() -> Vec<String> {
     fn walk(dir: &Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for p in paths {
             if p.is_dir() {
                 walk(&p, out);
             } else if p.extension().is_some_and(|e| e == "json") {
-                let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
-                out.push(if v.get("event").is_some() { v["event"].to_string() } else { v.to_string() });
+                let v: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&p).expect("read"))
+                        .expect("json");
+                out.push(if v.get("event").is_some() {
+                    v["event"].to_string()
+                } else {
+                    v.to_string()
+                });
             }
         }
     }
@@ -43,7 +51,9 @@ fn events() -> Vec<String> {
 
 fn bench(c: &mut Criterion) {
     let srcs = sources();
-    c.bench_function("load_library", |b| b.iter(|| black_box(Library::load(black_box(&[srcs.clone()])))));
+    c.bench_function("load_library", |b| {
+        b.iter(|| black_box(Library::load(black_box(std::slice::from_ref(&srcs)))))
+    });
 
     let (lib, _) = Library::load(&[srcs]);
     let events = events();
@@ -59,7 +69,10 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
-    let parsed: Vec<Event> = events.iter().map(|e| Event::parse(e).expect("event")).collect();
+    let parsed: Vec<Event> = events
+        .iter()
+        .map(|e| Event::parse(e).expect("event"))
+        .collect();
     g.bench_function("walk_only", |b| {
         b.iter(|| {
             for ev in &parsed {

@@ -76,7 +76,10 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &'static str, file: &str, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Self::error(code, file, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Self::error(code, file, message)
+        }
     }
 
     pub fn at_path(mut self, yaml_path: impl Into<String>) -> Self {

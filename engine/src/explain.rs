@@ -25,14 +25,20 @@ impl FromStr for Audience {
             "user" => Ok(Audience::User),
             "support" => Ok(Audience::Support),
             "developer" => Ok(Audience::Developer),
-            other => Err(format!("unknown audience `{other}`; expected user, support or developer")),
+            other => Err(format!(
+                "unknown audience `{other}`; expected user, support or developer"
+            )),
         }
     }
 }
 
 fn sentence(s: &str) -> String {
     let t = s.trim();
-    if t.ends_with(['.', '!', '?']) { t.to_string() } else { format!("{t}.") }
+    if t.ends_with(['.', '!', '?']) {
+        t.to_string()
+    } else {
+        format!("{t}.")
+    }
 }
 
 /// Renders the explanation markdown for `audience`.
@@ -52,7 +58,11 @@ pub fn render(res: &Resolution, audience: Audience) -> String {
             let _ = writeln!(out, "**{}**\n", sentence(title).trim_end_matches('.'));
             if let Some(c) = res.root_causes.first() {
                 let why = c.explain.as_deref().unwrap_or(&c.title);
-                let hedge = if c.confidence == Confidence::Likely { "Most likely: " } else { "" };
+                let hedge = if c.confidence == Confidence::Likely {
+                    "Most likely: "
+                } else {
+                    ""
+                };
                 let _ = writeln!(out, "{hedge}{}", sentence(why));
             }
         }
@@ -72,8 +82,17 @@ pub fn render(res: &Resolution, audience: Audience) -> String {
         return out;
     }
 
-    if let Some(c) = res.root_causes.first().filter(|_| res.status == Status::Diagnosed) {
-        let _ = writeln!(out, "\n**Evidence for `{}`** ({})\n", c.id, confidence_word(c.confidence));
+    if let Some(c) = res
+        .root_causes
+        .first()
+        .filter(|_| res.status == Status::Diagnosed)
+    {
+        let _ = writeln!(
+            out,
+            "\n**Evidence for `{}`** ({})\n",
+            c.id,
+            confidence_word(c.confidence)
+        );
         if c.evidence.is_empty() {
             out.push_str("- no single check decides it; see the path\n");
         }
@@ -81,14 +100,28 @@ pub fn render(res: &Resolution, audience: Audience) -> String {
             let _ = writeln!(out, "- {}", sentence(e));
         }
     }
-    let others: Vec<_> = res.root_causes.iter().skip(usize::from(res.status == Status::Diagnosed)).collect();
+    let others: Vec<_> = res
+        .root_causes
+        .iter()
+        .skip(usize::from(res.status == Status::Diagnosed))
+        .collect();
     if !others.is_empty() {
         out.push_str("\n**Other possibilities**\n\n");
         for c in others {
-            let _ = writeln!(out, "- `{}` ({}): {}", c.id, confidence_word(c.confidence), c.title);
+            let _ = writeln!(
+                out,
+                "- `{}` ({}): {}",
+                c.id,
+                confidence_word(c.confidence),
+                c.title
+            );
         }
     }
-    let ruled: Vec<_> = res.path.iter().filter(|p| p.kind == NodeKind::Cause && p.outcome == Outcome::RuledOut).collect();
+    let ruled: Vec<_> = res
+        .path
+        .iter()
+        .filter(|p| p.kind == NodeKind::Cause && p.outcome == Outcome::RuledOut)
+        .collect();
     if !ruled.is_empty() {
         out.push_str("\n**Ruled out**\n\n");
         for p in ruled {
@@ -108,13 +141,33 @@ pub fn render(res: &Resolution, audience: Audience) -> String {
 
     out.push_str("\n**Path**\n\n| # | node | kind | outcome | detail |\n|---|---|---|---|---|\n");
     for (i, p) in res.path.iter().enumerate() {
-        let kind = serde_json::to_value(p.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        let outcome = serde_json::to_value(p.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        let detail = p.detail.as_deref().unwrap_or("").replace('|', "\\|").replace('\n', " ");
-        let _ = writeln!(out, "| {} | `{}` | {kind} | {outcome} | {detail} |", i + 1, p.node);
+        let kind = serde_json::to_value(p.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let outcome = serde_json::to_value(p.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let detail = p
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .replace('|', "\\|")
+            .replace('\n', " ");
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {kind} | {outcome} | {detail} |",
+            i + 1,
+            p.node
+        );
     }
     let playbook = res.symptom.as_ref().map_or("none", |s| s.playbook.as_str());
-    let _ = writeln!(out, "\nPlaybook `{playbook}`, set `{}`, engine {}.", res.playbook_set, res.engine_version);
+    let _ = writeln!(
+        out,
+        "\nPlaybook `{playbook}`, set `{}`, engine {}.",
+        res.playbook_set, res.engine_version
+    );
     out
 }
 

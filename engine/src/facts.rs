@@ -17,7 +17,9 @@ pub struct FactError {
 
 impl FactError {
     pub fn new(reason: impl Into<String>) -> Self {
-        FactError { reason: reason.into() }
+        FactError {
+            reason: reason.into(),
+        }
     }
 }
 
@@ -46,7 +48,10 @@ impl FactRequest<'_> {
 
     /// A secret of the connection, for providers that call the real service with it.
     pub fn secret(&self, name: &str) -> Option<&str> {
-        self.secrets.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.secrets
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 

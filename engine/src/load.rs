@@ -21,7 +21,10 @@ pub struct Source {
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        Source { name: name.into(), text: text.into() }
+        Source {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 }
 
@@ -40,7 +43,11 @@ pub fn read_sources(path: &Path, diags: &mut Vec<Diagnostic>) -> Vec<Source> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
-            diags.push(Diagnostic::error(code::IO, &display, format!("cannot read: {e}")));
+            diags.push(Diagnostic::error(
+                code::IO,
+                &display,
+                format!("cannot read: {e}"),
+            ));
             return Vec::new();
         }
     };
@@ -55,7 +62,11 @@ pub fn read_sources(path: &Path, diags: &mut Vec<Diagnostic>) -> Vec<Source> {
                 v
             }
             Err(e) => {
-                diags.push(Diagnostic::error(code::IO, &display, format!("cannot list directory: {e}")));
+                diags.push(Diagnostic::error(
+                    code::IO,
+                    &display,
+                    format!("cannot list directory: {e}"),
+                ));
                 return Vec::new();
             }
         }
@@ -69,7 +80,11 @@ pub fn read_sources(path: &Path, diags: &mut Vec<Diagnostic>) -> Vec<Source> {
             match std::fs::read_to_string(&f) {
                 Ok(text) => Some(Source::new(name, text)),
                 Err(e) => {
-                    diags.push(Diagnostic::error(code::IO, &name, format!("cannot read: {e}")));
+                    diags.push(Diagnostic::error(
+                        code::IO,
+                        &name,
+                        format!("cannot read: {e}"),
+                    ));
                     None
                 }
             }
@@ -87,38 +102,62 @@ fn yaml_options() -> Options {
 }
 
 /// Parses one source into a raw playbook, or a diagnostic saying where and why it is not one.
-pub fn parse(source: &Source) -> Result<RawPlaybook, Diagnostic> {
+pub fn parse(source: &Source) -> Result<RawPlaybook, Box<Diagnostic>> {
     if source.text.trim().is_empty() {
-        return Err(Diagnostic::error(code::YAML_SYNTAX, &source.name, "the file is empty")
-            .hint("a playbook needs at least `id`, `title`, `applies_when` and `causes`"));
+        return Err(Box::new(
+            Diagnostic::error(code::YAML_SYNTAX, &source.name, "the file is empty")
+                .hint("a playbook needs at least `id`, `title`, `applies_when` and `causes`"),
+        ));
     }
     serde_saphyr::from_str_with_options::<RawPlaybook>(&source.text, yaml_options())
-        .map_err(|e| yaml_diagnostic(&source.name, &source.text, &e))
+        .map_err(|e| Box::new(yaml_diagnostic(&source.name, &source.text, &e)))
 }
 
 /// Turns a YAML/serde error into an author-facing diagnostic with a stable code.
 fn yaml_diagnostic(file: &str, text: &str, err: &YamlError) -> Diagnostic {
     let (code, message, hint) = match err {
-        YamlError::SerdeUnknownField { field, expected, .. } => (
+        YamlError::SerdeUnknownField {
+            field, expected, ..
+        } => (
             code::UNKNOWN_FIELD,
             format!("unknown field `{field}`"),
-            Some(did_you_mean(field, expected.iter().copied()).unwrap_or_else(|| {
-                format!("allowed fields here: {}", backticked(expected.iter().copied()))
-            })),
+            Some(
+                did_you_mean(field, expected.iter().copied()).unwrap_or_else(|| {
+                    format!(
+                        "allowed fields here: {}",
+                        backticked(expected.iter().copied())
+                    )
+                }),
+            ),
         ),
-        YamlError::SerdeMissingField { field, .. } => {
-            (code::MISSING_FIELD, format!("missing field `{field}`"), None)
-        }
-        YamlError::SerdeUnknownVariant { variant, expected, .. } => (
+        YamlError::SerdeMissingField { field, .. } => (
+            code::MISSING_FIELD,
+            format!("missing field `{field}`"),
+            None,
+        ),
+        YamlError::SerdeUnknownVariant {
+            variant, expected, ..
+        } => (
             code::INVALID_VALUE,
             format!("unknown value `{variant}`"),
             Some(
                 did_you_mean(variant, expected.iter().copied())
-                    .map(|d| format!("{d} allowed values: {}", backticked(expected.iter().copied())))
-                    .unwrap_or_else(|| format!("allowed values: {}", backticked(expected.iter().copied()))),
+                    .map(|d| {
+                        format!(
+                            "{d} allowed values: {}",
+                            backticked(expected.iter().copied())
+                        )
+                    })
+                    .unwrap_or_else(|| {
+                        format!("allowed values: {}", backticked(expected.iter().copied()))
+                    }),
             ),
         ),
-        YamlError::SerdeInvalidType { unexpected, expected, .. } => (
+        YamlError::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        } => (
             code::INVALID_VALUE,
             format!("invalid type: {unexpected}, expected {expected}"),
             Some(format!("expected {expected}")),
@@ -142,7 +181,10 @@ fn yaml_diagnostic(file: &str, text: &str, err: &YamlError) -> Diagnostic {
 }
 
 fn backticked<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    items.map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// serde-saphyr appends the position to its messages; we report positions separately.

@@ -14,18 +14,28 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use rhai::packages::{
-    BasicArrayPackage, BasicMapPackage, BasicMathPackage, BasicStringPackage, LanguageCorePackage,
-    ArithmeticPackage, LogicPackage, MoreStringPackage, Package, BasicIteratorPackage,
+    ArithmeticPackage, BasicArrayPackage, BasicIteratorPackage, BasicMapPackage, BasicMathPackage,
+    BasicStringPackage, LanguageCorePackage, LogicPackage, MoreStringPackage, Package,
 };
-use rhai::{Array, Dynamic, Engine, ImmutableString, Map, INT};
+use rhai::{Array, Dynamic, Engine, INT, ImmutableString, Map};
 
 use crate::signals::SignalSet;
 use crate::time;
 
 /// Variables every script sees. Order matters only for documentation.
 pub const SCOPE_VARS: &[&str] = &[
-    "event", "error", "connection", "oauth", "platform", "history", "execution", "workflow", "node",
-    "phase", "facts", "now",
+    "event",
+    "error",
+    "connection",
+    "oauth",
+    "platform",
+    "history",
+    "execution",
+    "workflow",
+    "node",
+    "phase",
+    "facts",
+    "now",
 ];
 
 /// Operation budget per script evaluation: about 20 ms of work, far above any real check.
@@ -37,8 +47,10 @@ pub(crate) struct HelperCtx {
     pub error: Dynamic,
     pub secrets: Arc<[(String, String)]>,
     pub signals: Arc<SignalSet>,
-    hits: OnceCell<Vec<bool>>,
-    haystack: OnceCell<String>,
+    /// Per signal, once the first signal is asked for: 0 candidate not run yet, 1 no match,
+    /// 2 match.
+    hits: RefCell<Vec<u8>>,
+    haystack: OnceCell<ImmutableString>,
 }
 
 impl HelperCtx {
@@ -48,11 +60,23 @@ impl HelperCtx {
         secrets: Arc<[(String, String)]>,
         signals: Arc<SignalSet>,
     ) -> Self {
-        HelperCtx { now, error, secrets, signals, hits: OnceCell::new(), haystack: OnceCell::new() }
+        HelperCtx {
+            now,
+            error,
+            secrets,
+            signals,
+            hits: RefCell::new(Vec::new()),
+            haystack: OnceCell::new(),
+        }
     }
 
     /// Message, code, body and `www-authenticate`, one per line: the text signals look at.
     pub fn haystack(&self) -> &str {
+        self.haystack_shared().as_str()
+    }
+
+    /// The haystack as a shared string (for `text()`, without copying it).
+    pub fn haystack_shared(&self) -> &ImmutableString {
         self.haystack.get_or_init(|| {
             let mut s = String::with_capacity(256);
             if let Some(map) = self.error.read_lock::<Map>() {
@@ -62,17 +86,45 @@ impl HelperCtx {
                         s.push('\n');
                     }
                 }
-                if let Some(h) = map.get("headers").and_then(|h| header_in(h, "www-authenticate")) {
+                if let Some(h) = map
+                    .get("headers")
+                    .and_then(|h| header_in(h, "www-authenticate"))
+                {
                     s.push_str(&h);
                 }
             }
-            s
+            s.into()
         })
     }
 
     pub fn signal(&self, name: &str) -> bool {
-        let Some(id) = self.signals.id(name) else { return false };
-        self.hits.get_or_init(|| self.signals.hits(self.haystack()))[id]
+        self.signals.id(name).is_some_and(|id| self.signal_id(id))
+    }
+
+    pub fn signal_id(&self, id: usize) -> bool {
+        if self.hits.borrow().is_empty() {
+            // First question this event: one literal pass marks the signals that could match
+            // (0 = candidate, not run yet; 1 = no match).
+            let cand = self.signals.candidates(self.haystack());
+            *self.hits.borrow_mut() = cand.into_iter().map(|c| if c { 0 } else { 1 }).collect();
+        }
+        match self.hits.borrow().get(id) {
+            Some(&known) if known != 0 => return known == 2,
+            None => return false,
+            _ => {}
+        }
+        let hit = self.signals.is_match(id, self.haystack());
+        self.hits.borrow_mut()[id] = if hit { 2 } else { 1 };
+        hit
+    }
+
+    /// A response header, case-insensitively, or `()`.
+    pub fn header(&self, name: &str) -> Dynamic {
+        self.error
+            .read_lock::<Map>()
+            .and_then(|m| m.get("headers").and_then(|h| header_in(h, name)))
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT)
     }
 }
 
@@ -123,7 +175,9 @@ fn header_in(headers: &Dynamic, name: &str) -> Option<String> {
     if let Some(v) = map.get(name) {
         return Some(v.to_string());
     }
-    map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_string())
+    map.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.to_string())
 }
 
 fn opt(v: Option<impl Into<Dynamic>>) -> Dynamic {
@@ -131,7 +185,7 @@ fn opt(v: Option<impl Into<Dynamic>>) -> Dynamic {
 }
 
 /// Text of a value for helpers that accept "anything stringy"; `()` stays `None`.
-fn text_of(v: &Dynamic) -> Option<String> {
+pub(crate) fn text_of(v: &Dynamic) -> Option<String> {
     if v.is_unit() {
         None
     } else if let Some(s) = v.read_lock::<ImmutableString>() {
@@ -147,47 +201,75 @@ thread_local! {
     static REGEX_CACHE: RefCell<HashMap<String, Option<regex::Regex>>> = RefCell::new(HashMap::new());
 }
 
+/// How `matches()` compiles its pattern: case-insensitive, bounded in size.
+pub fn compile_ci(pattern: &str) -> Option<regex::Regex> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .ok()
+}
+
 fn regex_match(text: &str, pattern: &str) -> bool {
     REGEX_CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.len() > 4096 {
             cache.clear();
         }
-        let re = cache.entry(pattern.to_string()).or_insert_with(|| {
-            regex::RegexBuilder::new(pattern).case_insensitive(true).size_limit(1 << 20).build().ok()
-        });
+        let re = cache
+            .entry(pattern.to_string())
+            .or_insert_with(|| compile_ci(pattern));
         re.as_ref().is_some_and(|re| re.is_match(text))
     })
+}
+
+/// `has(x)`: neither `()` nor blank text.
+pub fn has_value(v: &Dynamic) -> bool {
+    !(v.is_unit() || text_of(v).is_some_and(|s| s.trim().is_empty()))
 }
 
 /// Splits scopes given as an array or a space/comma separated string.
 fn scope_list(v: &Dynamic) -> Vec<String> {
     if let Some(arr) = v.read_lock::<Array>() {
-        return arr.iter().filter_map(text_of).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        return arr
+            .iter()
+            .filter_map(text_of)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
     }
     text_of(v)
-        .map(|s| s.split([' ', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .map(|s| {
+            s.split([' ', ','])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Safe path access: `dig(value, "a.b.0.c")` yields `()` for anything missing.
-/// (Not `get`: the map package's `get(map, key)` would shadow it.)
+/// (Not `get`: the map package's `get(map, key)` would shadow it.) Walks under read locks so
+/// only the value found is cloned, never the maps on the way.
 fn get_path(root: &Dynamic, path: &str) -> Dynamic {
-    let mut cur = root.clone();
-    for seg in path.split('.').filter(|s| !s.is_empty()) {
-        let next = if let Some(map) = cur.read_lock::<Map>() {
-            map.get(seg).cloned()
-        } else if let Some(arr) = cur.read_lock::<Array>() {
-            seg.parse::<usize>().ok().and_then(|i| arr.get(i).cloned())
-        } else {
-            None
+    fn walk<'p>(cur: &Dynamic, mut segs: impl Iterator<Item = &'p str>) -> Dynamic {
+        let Some(seg) = segs.next() else {
+            return cur.clone();
         };
-        match next {
-            Some(v) => cur = v,
-            None => return Dynamic::UNIT,
+        if let Some(map) = cur.read_lock::<Map>() {
+            return map.get(seg).map_or(Dynamic::UNIT, |v| walk(v, segs));
         }
+        if let Some(arr) = cur.read_lock::<Array>() {
+            return seg
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| arr.get(i))
+                .map_or(Dynamic::UNIT, |v| walk(v, segs));
+        }
+        Dynamic::UNIT
     }
-    cur
+    walk(root, path.split('.').filter(|s| !s.is_empty()))
 }
 
 /// Seconds to wait, from whatever the response says: `Retry-After` (seconds or HTTP date),
@@ -202,7 +284,11 @@ fn retry_hint(c: &HelperCtx) -> Option<INT> {
         return Some(v);
     }
     if let Some(t) = h("ratelimit").and_then(|v| {
-        v.split([';', ',']).find_map(|p| p.trim().strip_prefix("t=").and_then(|n| n.trim().parse::<INT>().ok()))
+        v.split([';', ',']).find_map(|p| {
+            p.trim()
+                .strip_prefix("t=")
+                .and_then(|n| n.trim().parse::<INT>().ok())
+        })
     }) {
         return Some(t.max(0));
     }
@@ -234,15 +320,34 @@ fn retry_hint(c: &HelperCtx) -> Option<INT> {
 fn describe_secret(name: &str) -> Dynamic {
     let Some(desc) = with_ctx(|c| {
         let mut m = Map::new();
-        let value = c.secrets.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        m.insert("present".into(), value.is_some_and(|v| !v.is_empty()).into());
+        let value = c
+            .secrets
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        m.insert(
+            "present".into(),
+            value.is_some_and(|v| !v.is_empty()).into(),
+        );
         if let Some(v) = value {
             let trimmed = v.trim();
             m.insert("length".into(), (v.chars().count() as INT).into());
-            m.insert("leading_whitespace".into(), (v.len() != v.trim_start().len()).into());
-            m.insert("trailing_whitespace".into(), (v.len() != v.trim_end().len()).into());
-            m.insert("has_newline".into(), (v.contains('\n') || v.contains('\r')).into());
-            m.insert("inner_whitespace".into(), trimmed.contains(char::is_whitespace).into());
+            m.insert(
+                "leading_whitespace".into(),
+                (v.len() != v.trim_start().len()).into(),
+            );
+            m.insert(
+                "trailing_whitespace".into(),
+                (v.len() != v.trim_end().len()).into(),
+            );
+            m.insert(
+                "has_newline".into(),
+                (v.contains('\n') || v.contains('\r')).into(),
+            );
+            m.insert(
+                "inner_whitespace".into(),
+                trimmed.contains(char::is_whitespace).into(),
+            );
             let lower = trimmed.to_ascii_lowercase();
             let scheme = ["bearer ", "basic ", "token ", "apikey ", "api-key "]
                 .iter()
@@ -250,13 +355,31 @@ fn describe_secret(name: &str) -> Dynamic {
                 .map(|p| p.trim().to_string())
                 .unwrap_or_default();
             m.insert("scheme_prefix".into(), scheme.into());
-            let label = lower.contains(':') && lower.split(':').next().is_some_and(|l| {
-                ["client id", "client_id", "client secret", "client_secret", "secret", "key", "api key", "token", "value"]
+            let label = lower.contains(':')
+                && lower.split(':').next().is_some_and(|l| {
+                    [
+                        "client id",
+                        "client_id",
+                        "client secret",
+                        "client_secret",
+                        "secret",
+                        "key",
+                        "api key",
+                        "token",
+                        "value",
+                    ]
                     .contains(&l.trim())
-            });
+                });
             m.insert("label_prefix".into(), label.into());
-            m.insert("quoted".into(), (trimmed.len() > 1 && (trimmed.starts_with('"') || trimmed.starts_with('\''))).into());
-            m.insert("looks_like_jwt".into(), (trimmed.split('.').count() == 3 && trimmed.starts_with("eyJ")).into());
+            m.insert(
+                "quoted".into(),
+                (trimmed.len() > 1 && (trimmed.starts_with('"') || trimmed.starts_with('\'')))
+                    .into(),
+            );
+            m.insert(
+                "looks_like_jwt".into(),
+                (trimmed.split('.').count() == 3 && trimmed.starts_with("eyJ")).into(),
+            );
         }
         m
     }) else {
@@ -266,32 +389,54 @@ fn describe_secret(name: &str) -> Dynamic {
 }
 
 fn secret_matches(name: &str, pattern: &str) -> Dynamic {
-    with_ctx(|c| c.secrets.iter().find(|(k, _)| k == name).map(|(_, v)| regex_match(v, pattern)))
-        .flatten()
-        .map(Dynamic::from)
-        .unwrap_or(Dynamic::UNIT)
+    with_ctx(|c| {
+        c.secrets
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| regex_match(v, pattern))
+    })
+    .flatten()
+    .map(Dynamic::from)
+    .unwrap_or(Dynamic::UNIT)
 }
 
 /// Parses a URL into `scheme`, `host`, `port`, `path`, `query` (or `()` when it is not one).
 fn parse_url(v: &Dynamic) -> Dynamic {
-    let Some(s) = text_of(v) else { return Dynamic::UNIT };
-    let Ok(u) = url::Url::parse(s.trim()) else { return Dynamic::UNIT };
+    let Some(s) = text_of(v) else {
+        return Dynamic::UNIT;
+    };
+    let Ok(u) = url::Url::parse(s.trim()) else {
+        return Dynamic::UNIT;
+    };
     let mut m = Map::new();
     m.insert("scheme".into(), u.scheme().into());
-    m.insert("host".into(), opt(u.host_str().map(str::to_ascii_lowercase)));
+    m.insert(
+        "host".into(),
+        opt(u.host_str().map(str::to_ascii_lowercase)),
+    );
     m.insert("port".into(), opt(u.port_or_known_default().map(INT::from)));
     let path = u.path().trim_end_matches('/');
     m.insert("path".into(), path.into());
     m.insert("query".into(), opt(u.query().map(str::to_string)));
-    m.insert("private".into(), is_private_host(u.host_str().unwrap_or("")).into());
+    m.insert(
+        "private".into(),
+        is_private_host(u.host_str().unwrap_or("")).into(),
+    );
     m.into()
 }
 
 /// Loopback, private, link-local, CGNAT, unique-local, documentation and metadata targets.
 pub fn is_private_host(host: &str) -> bool {
     use std::net::IpAddr;
-    let h = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    if h == "localhost" || h.ends_with(".localhost") || h.ends_with(".internal") || h.ends_with(".local") {
+    let h = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    if h == "localhost"
+        || h.ends_with(".localhost")
+        || h.ends_with(".internal")
+        || h.ends_with(".local")
+    {
         return true;
     }
     match h.parse::<IpAddr>() {
@@ -301,7 +446,10 @@ pub fn is_private_host(host: &str) -> bool {
                 return is_private_v4(v4);
             }
             let seg0 = v6.segments()[0];
-            v6.is_loopback() || v6.is_unspecified() || (seg0 & 0xfe00) == 0xfc00 || (seg0 & 0xffc0) == 0xfe80
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (seg0 & 0xfe00) == 0xfc00
+                || (seg0 & 0xffc0) == 0xfe80
         }
         Err(_) => false,
     }
@@ -349,40 +497,63 @@ pub fn engine() -> Engine {
 
 fn register_helpers(e: &mut Engine) {
     // Event text and signals.
-    e.register_fn("signal", |name: &str| with_ctx(|c| c.signal(name)).unwrap_or(false));
-    e.register_fn("text", || with_ctx(|c| c.haystack().to_string()).unwrap_or_default());
-    e.register_fn("header", |name: &str| -> Dynamic {
-        with_ctx(|c| c.error.read_lock::<Map>().and_then(|m| m.get("headers").and_then(|h| header_in(h, name))))
-            .flatten()
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
+    e.register_fn("signal", |name: &str| {
+        with_ctx(|c| c.signal(name)).unwrap_or(false)
     });
-    e.register_fn("matches", |text: Dynamic, pattern: &str| text_of(&text).is_some_and(|t| regex_match(&t, pattern)));
+    e.register_fn("text", || -> ImmutableString {
+        with_ctx(|c| c.haystack_shared().clone()).unwrap_or_default()
+    });
+    e.register_fn("header", |name: &str| -> Dynamic {
+        with_ctx(|c| c.header(name)).unwrap_or(Dynamic::UNIT)
+    });
+    e.register_fn("matches", |text: Dynamic, pattern: &str| {
+        text_of(&text).is_some_and(|t| regex_match(&t, pattern))
+    });
     e.register_fn("contains_ci", |text: Dynamic, needle: &str| {
         text_of(&text).is_some_and(|t| t.to_lowercase().contains(&needle.to_lowercase()))
     });
-    e.register_fn("lower", |v: Dynamic| -> Dynamic { opt(text_of(&v).map(|s| s.to_lowercase())) });
-    e.register_fn("has", |v: Dynamic| !(v.is_unit() || text_of(&v).is_some_and(|s| s.trim().is_empty())));
+    e.register_fn("lower", |v: Dynamic| -> Dynamic {
+        opt(text_of(&v).map(|s| s.to_lowercase()))
+    });
+    e.register_fn("has", |v: Dynamic| has_value(&v));
     e.register_fn("dig", |v: Dynamic, path: &str| get_path(&v, path));
     e.register_fn("is_unit", |v: Dynamic| v.is_unit());
 
     // Time, relative to the event's occurred_at.
     e.register_fn("now", now);
-    e.register_fn("ts", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v)) });
-    e.register_fn("past", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| t <= now())) });
-    e.register_fn("future", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| t > now())) });
-    e.register_fn("seconds_since", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| now() - t)) });
-    e.register_fn("seconds_until", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| t - now())) });
-    e.register_fn("ago", |v: Dynamic| -> Dynamic { opt(time::parse_dynamic(&v).map(|t| time::relative(t - now()))) });
-    e.register_fn("duration", |secs: INT| time::human_duration(secs.unsigned_abs()));
-    e.register_fn("duration", |secs: f64| time::human_duration(secs.abs() as u64));
+    e.register_fn("ts", |v: Dynamic| -> Dynamic {
+        opt(time::parse_dynamic(&v))
+    });
+    e.register_fn("past", |v: Dynamic| -> Dynamic {
+        opt(time::parse_dynamic(&v).map(|t| t <= now()))
+    });
+    e.register_fn("future", |v: Dynamic| -> Dynamic {
+        opt(time::parse_dynamic(&v).map(|t| t > now()))
+    });
+    e.register_fn("seconds_since", |v: Dynamic| -> Dynamic {
+        opt(time::parse_dynamic(&v).map(|t| now() - t))
+    });
+    e.register_fn("seconds_until", |v: Dynamic| -> Dynamic {
+        opt(time::parse_dynamic(&v).map(|t| t - now()))
+    });
+    e.register_fn("ago", |v: Dynamic| -> Dynamic {
+        opt(time::parse_dynamic(&v).map(|t| time::relative(t - now())))
+    });
+    e.register_fn("duration", |secs: INT| {
+        time::human_duration(secs.unsigned_abs())
+    });
+    e.register_fn("duration", |secs: f64| {
+        time::human_duration(secs.abs() as u64)
+    });
     e.register_fn("retry_after_seconds", |v: Dynamic| -> Dynamic {
         opt(text_of(&v).and_then(|s| time::retry_after(&s, now())))
     });
     e.register_fn("reset_seconds", |v: Dynamic| -> Dynamic {
         opt(text_of(&v).and_then(|s| time::reset_in(&s, now())))
     });
-    e.register_fn("retry_hint", || -> Dynamic { opt(with_ctx(retry_hint).flatten()) });
+    e.register_fn("retry_hint", || -> Dynamic {
+        opt(with_ctx(retry_hint).flatten())
+    });
     e.register_fn("backoff", |failures: Dynamic| -> INT {
         // 60 s, doubling with each consecutive failure, capped at an hour.
         let n = failures.as_int().unwrap_or(1).clamp(1, 7) as u32;
@@ -390,19 +561,27 @@ fn register_helpers(e: &mut Engine) {
     });
 
     // Scopes.
-    e.register_fn("scopes", |v: Dynamic| -> Array { scope_list(&v).into_iter().map(Dynamic::from).collect() });
-    e.register_fn("missing", |required: Dynamic, granted: Dynamic| -> Dynamic {
-        if required.is_unit() || granted.is_unit() {
-            return Dynamic::UNIT;
-        }
-        let granted: Vec<String> = scope_list(&granted).into_iter().map(|s| s.to_lowercase()).collect();
-        let missing: Array = scope_list(&required)
-            .into_iter()
-            .filter(|r| !granted.contains(&r.to_lowercase()))
-            .map(Dynamic::from)
-            .collect();
-        missing.into()
+    e.register_fn("scopes", |v: Dynamic| -> Array {
+        scope_list(&v).into_iter().map(Dynamic::from).collect()
     });
+    e.register_fn(
+        "missing",
+        |required: Dynamic, granted: Dynamic| -> Dynamic {
+            if required.is_unit() || granted.is_unit() {
+                return Dynamic::UNIT;
+            }
+            let granted: Vec<String> = scope_list(&granted)
+                .into_iter()
+                .map(|s| s.to_lowercase())
+                .collect();
+            let missing: Array = scope_list(&required)
+                .into_iter()
+                .filter(|r| !granted.contains(&r.to_lowercase()))
+                .map(Dynamic::from)
+                .collect();
+            missing.into()
+        },
+    );
     e.register_fn("join", |a: Array, sep: &str| {
         a.iter().filter_map(text_of).collect::<Vec<_>>().join(sep)
     });
@@ -422,7 +601,17 @@ mod tests {
 
     #[test]
     fn private_hosts() {
-        for h in ["10.0.4.12", "127.0.0.1", "169.254.169.254", "100.100.100.200", "[::1]", "::ffff:10.0.0.1", "fd00:ec2::254", "localhost", "metadata.google.internal"] {
+        for h in [
+            "10.0.4.12",
+            "127.0.0.1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "[::1]",
+            "::ffff:10.0.0.1",
+            "fd00:ec2::254",
+            "localhost",
+            "metadata.google.internal",
+        ] {
             assert!(is_private_host(h), "{h}");
         }
         for h in ["8.8.8.8", "api.github.com", "2606:4700::1"] {
@@ -433,18 +622,31 @@ mod tests {
     #[test]
     fn helpers_work_without_event() {
         let e = engine();
-        let r: Dynamic = e.eval_expression(r#"missing(["repo", "read:user"], "read:user user")"#).unwrap();
+        let r: Dynamic = e
+            .eval_expression(r#"missing(["repo", "read:user"], "read:user user")"#)
+            .unwrap();
         assert_eq!(r.to_string(), r#"["repo"]"#);
-        let r: Dynamic = e.eval_expression(r#"url("https://App.example.com:443/api/oauth/callback/").path"#).unwrap();
+        let r: Dynamic = e
+            .eval_expression(r#"url("https://App.example.com:443/api/oauth/callback/").path"#)
+            .unwrap();
         assert_eq!(r.to_string(), "/api/oauth/callback");
-        let r: bool = e.eval_expression(r#"matches("SSL: CERTIFICATE_VERIFY_FAILED", "certificate_verify_failed")"#).unwrap();
+        let r: bool = e
+            .eval_expression(
+                r#"matches("SSL: CERTIFICATE_VERIFY_FAILED", "certificate_verify_failed")"#,
+            )
+            .unwrap();
         assert!(r);
     }
 
     #[test]
     fn loops_hit_the_operation_limit() {
         let e = engine();
-        let err = e.eval::<Dynamic>("let x = 0; loop { x += 1; }").unwrap_err();
-        assert!(matches!(*err, rhai::EvalAltResult::ErrorTooManyOperations(_)), "{err}");
+        let err = e
+            .eval::<Dynamic>("let x = 0; loop { x += 1; }")
+            .unwrap_err();
+        assert!(
+            matches!(*err, rhai::EvalAltResult::ErrorTooManyOperations(_)),
+            "{err}"
+        );
     }
 }

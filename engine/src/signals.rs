@@ -1,57 +1,221 @@
 //! Signals: named families of error texts ("certificate expired" as curl, Node, Java, Go,
-//! .NET, Python and rustls word it), compiled once at load time into a single `RegexSet`.
+//! .NET, Python and rustls word it), each compiled once at load time into one regex (the
+//! alternation of its patterns).
 //!
-//! Per event the set runs once, lazily, over one haystack (message, code, body, and the
-//! `www-authenticate` header); scripts then ask `signal("tls_expired")`, a bit test.
+//! Each signal's regex is compiled the first time it is needed and kept for the process.
+//! Per event, a signal is matched only when a script first asks for it (`signal("name")`) and
+//! the answer is remembered for the rest of that diagnosis. One big `RegexSet` over every
+//! pattern was tried first: its overlapping search thrashed the lazy DFA's cache and fell back
+//! to the PikeVM, about 3 ms per event with 400 patterns. Separate regexes stop at the first
+//! match and keep small automata.
+//!
+//! Most signals are never worth running: before any regex, one Aho-Corasick pass over the
+//! haystack looks for the literals a match must start (or end) with, extracted at load time
+//! from each pattern by regex-syntax's literal extractor. A signal none of whose literals
+//! occur cannot match and costs nothing more; signals whose patterns have no such literals
+//! always run their regex.
+//!
+//! Patterns match case-insensitively in ASCII (Unicode mode off): error texts are ASCII in
+//! practice, and Unicode case folding multiplies automaton sizes. The haystack is the error's
+//! message, code, body and `www-authenticate` header.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
-use regex::RegexSet;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex_automata::meta::Regex;
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::util::syntax;
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 /// Every signal of a library, compiled.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SignalSet {
     names: Vec<String>,
     index: HashMap<String, usize>,
-    /// For each pattern of `set`, the signal it belongs to.
-    owner: Vec<usize>,
-    set: RegexSet,
+    /// Each signal's alternation, compiled the first time an event makes it a candidate
+    /// (most signals are never candidates in a given process; building all of them up front
+    /// was two thirds of load time).
+    regexes: Vec<LazySignal>,
+    /// Signals without trigger literals: always candidates.
+    always: Vec<usize>,
+    /// Trigger literals of every other signal, searched in one pass.
+    triggers: Option<AhoCorasick>,
+    /// For each trigger literal, the signals it belongs to.
+    trigger_owner: Vec<Vec<usize>>,
 }
 
-impl Default for SignalSet {
-    fn default() -> Self {
-        SignalSet { names: Vec::new(), index: HashMap::new(), owner: Vec::new(), set: RegexSet::empty() }
+#[derive(Debug)]
+struct LazySignal {
+    alternation: String,
+    re: OnceLock<Option<Regex>>,
+}
+
+impl LazySignal {
+    fn get(&self) -> Option<&Regex> {
+        self.re
+            .get_or_init(|| {
+                // Our trigger pass is the prefilter, so the regex's own (costly to build)
+                // prefilter is off, and is_match needs no captures.
+                Regex::builder()
+                    .syntax(
+                        syntax::Config::new()
+                            .case_insensitive(true)
+                            .unicode(false)
+                            .utf8(false),
+                    )
+                    .configure(
+                        Regex::config()
+                            .auto_prefilter(false)
+                            .which_captures(WhichCaptures::None)
+                            .nfa_size_limit(Some(8 << 20))
+                            .hybrid_cache_capacity(2 << 20),
+                    )
+                    .build(&self.alternation)
+                    .ok()
+            })
+            .as_ref()
     }
 }
 
-/// Compiles one pattern the way the set will, so errors can be reported per pattern.
-pub fn check_pattern(pattern: &str) -> Result<(), regex::Error> {
-    regex::RegexBuilder::new(&prefixed(pattern)).size_limit(1 << 20).build().map(|_| ())
+/// A validated pattern and its trigger literals.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub text: String,
+    /// Literals (lower-cased) every match starts with, or else ends with; `None` when there is
+    /// no short, finite set of them.
+    pub triggers: Option<Vec<String>>,
 }
 
-fn prefixed(pattern: &str) -> String {
-    format!("(?i){pattern}")
+/// Parses one pattern the way the signal will use it (one parse: errors are reported per
+/// pattern without compiling each one) and extracts its trigger literals.
+pub fn analyse(pattern: &str) -> Result<Pattern, String> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_err(|e| e.to_string())?;
+    Ok(Pattern {
+        text: pattern.to_string(),
+        triggers: trigger_literals(&hir),
+    })
+}
+
+fn trigger_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+    for prefix in [true, false] {
+        let mut ex = Extractor::new();
+        ex.kind(if prefix {
+            ExtractKind::Prefix
+        } else {
+            ExtractKind::Suffix
+        })
+        .limit_total(256)
+        .limit_class(16);
+        let mut seq = ex.extract(hir);
+        // Eight bytes keep nearly all the filtering power while collapsing the expansions of
+        // alternatives ("admin consent required|needed|...") into a few short literals.
+        if prefix {
+            seq.keep_first_bytes(8);
+        } else {
+            seq.keep_last_bytes(8);
+        }
+        seq.dedup();
+        let Some(lits) = seq.literals() else { continue };
+        let mut out: Vec<String> = lits
+            .iter()
+            .map(|l| String::from_utf8_lossy(l.as_bytes()).to_ascii_lowercase())
+            .collect();
+        out.sort();
+        out.dedup();
+        // Very short literals would make every signal a candidate; they buy nothing.
+        if !out.is_empty() && out.iter().all(|l| l.trim().len() >= 3) {
+            return Some(out);
+        }
+    }
+    None
 }
 
 impl SignalSet {
-    /// Builds the set from `(signal name, patterns)`; patterns must already be valid.
-    pub fn build(signals: &[(String, Vec<String>)]) -> Result<Self, regex::Error> {
-        let mut names = Vec::new();
-        let mut index = HashMap::new();
-        let mut owner = Vec::new();
-        let mut patterns = Vec::new();
+    /// Builds the set from `(signal name, analysed patterns)`.
+    pub fn build(signals: &[(String, Vec<Pattern>)]) -> Result<Self, String> {
+        let mut set = SignalSet::default();
+        let mut literals: Vec<String> = Vec::new();
+        let mut literal_index: HashMap<String, usize> = HashMap::new();
         for (name, pats) in signals {
-            let id = *index.entry(name.clone()).or_insert_with(|| {
-                names.push(name.clone());
-                names.len() - 1
+            let alternation = if pats.is_empty() {
+                // A signal with no (valid) pattern never matches.
+                "[^\\x00-\\xff]".to_string()
+            } else {
+                pats.iter()
+                    .map(|p| format!("(?:{})", p.text))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            };
+            let id = set.names.len();
+            set.index.insert(name.clone(), id);
+            set.names.push(name.clone());
+            set.regexes.push(LazySignal {
+                alternation,
+                re: OnceLock::new(),
             });
-            for p in pats {
-                owner.push(id);
-                patterns.push(prefixed(p));
+            let lits: Option<Vec<String>> = if pats.is_empty() {
+                Some(Vec::new())
+            } else {
+                pats.iter()
+                    .map(|p| p.triggers.clone())
+                    .collect::<Option<Vec<_>>>()
+                    .map(|v| v.concat())
+            };
+            match lits {
+                Some(lits) => {
+                    for l in lits {
+                        match literal_index.get(&l) {
+                            Some(&i) => {
+                                if !set.trigger_owner[i].contains(&id) {
+                                    set.trigger_owner[i].push(id);
+                                }
+                            }
+                            None => {
+                                literal_index.insert(l.clone(), literals.len());
+                                literals.push(l);
+                                set.trigger_owner.push(vec![id]);
+                            }
+                        }
+                    }
+                }
+                None => set.always.push(id),
             }
         }
-        let set = regex::RegexSetBuilder::new(&patterns).size_limit(16 << 20).dfa_size_limit(8 << 20).build()?;
-        Ok(SignalSet { names, index, owner, set })
+        if !literals.is_empty() {
+            // A contiguous NFA builds several times faster than a DFA for thousands of
+            // literals and still searches a few hundred bytes in well under a microsecond.
+            let ac = AhoCorasickBuilder::new()
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&literals)
+                .map_err(|e| e.to_string())?;
+            set.triggers = Some(ac);
+        }
+        Ok(set)
+    }
+
+    /// Which signals could match the haystack: one bit per signal id. Only these are worth
+    /// running their regex.
+    pub fn candidates(&self, haystack: &str) -> Vec<bool> {
+        let mut out = vec![false; self.names.len()];
+        for &id in &self.always {
+            out[id] = true;
+        }
+        if let Some(ac) = &self.triggers {
+            for m in ac.find_overlapping_iter(haystack.as_bytes()) {
+                for &id in &self.trigger_owner[m.pattern().as_usize()] {
+                    out[id] = true;
+                }
+            }
+        }
+        out
     }
 
     pub fn id(&self, name: &str) -> Option<usize> {
@@ -70,33 +234,80 @@ impl SignalSet {
         self.names.is_empty()
     }
 
-    /// Which signals the haystack shows, as a bit per signal id.
-    pub fn hits(&self, haystack: &str) -> Vec<bool> {
-        let mut hits = vec![false; self.names.len()];
-        if haystack.is_empty() {
-            return hits;
-        }
-        for pattern in self.set.matches(haystack).iter() {
-            hits[self.owner[pattern]] = true;
-        }
-        hits
+    /// Does signal `id` match the haystack?
+    pub fn is_match(&self, id: usize, haystack: &str) -> bool {
+        self.regexes
+            .get(id)
+            .and_then(LazySignal::get)
+            .is_some_and(|re| re.is_match(haystack.as_bytes()))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    pub(crate) fn build(signals: &[(&str, &[&str])]) -> SignalSet {
+        let list: Vec<(String, Vec<Pattern>)> = signals
+            .iter()
+            .map(|(n, ps)| {
+                (
+                    n.to_string(),
+                    ps.iter().map(|p| analyse(p).unwrap()).collect(),
+                )
+            })
+            .collect();
+        SignalSet::build(&list).unwrap()
+    }
 
     #[test]
     fn matches_case_insensitively_by_family() {
-        let set = SignalSet::build(&[
-            ("tls_expired".into(), vec!["certificate (has )?expired".into(), "CERT_HAS_EXPIRED".into()]),
-            ("refused".into(), vec!["connection refused".into(), "ECONNREFUSED".into()]),
-        ])
-        .unwrap();
-        let hits = set.hits("curl: (60) SSL certificate problem: Certificate has expired");
-        assert!(hits[set.id("tls_expired").unwrap()]);
-        assert!(!hits[set.id("refused").unwrap()]);
-        assert!(set.hits("connect econnrefused 10.0.0.1:443")[set.id("refused").unwrap()]);
+        let set = build(&[
+            (
+                "tls_expired",
+                &["certificate (has )?expired", "CERT_HAS_EXPIRED"],
+            ),
+            ("refused", &["connection refused", "ECONNREFUSED"]),
+        ]);
+        let (tls, refused) = (set.id("tls_expired").unwrap(), set.id("refused").unwrap());
+        let text = "curl: (60) SSL certificate problem: Certificate has expired";
+        assert!(set.is_match(tls, text));
+        assert!(!set.is_match(refused, text));
+        assert!(set.is_match(refused, "connect econnrefused 10.0.0.1:443"));
+        let empty = build(&[("none", &[])]);
+        assert!(!empty.is_match(0, "anything at all"));
+        assert_eq!(set.candidates(text), vec![true, false]);
+    }
+
+    #[test]
+    fn candidates_never_hide_a_match() {
+        let set = build(&[
+            (
+                "lits",
+                &[r"\bbad credentials\b", "(invalid|wrong) (api )?key"],
+            ),
+            ("suffix", &[r"[^\n]{0,20}not allowed\b"]),
+            ("none", &[r"\d+\s*$"]),
+        ]);
+        for text in [
+            "Bad Credentials",
+            "an INVALID API KEY was sent",
+            "wrong key",
+            "IP 1.2.3.4 is NOT ALLOWED",
+            "code 42",
+            "nothing here",
+        ] {
+            let cand = set.candidates(text);
+            for (id, candidate) in cand.iter().enumerate() {
+                if set.is_match(id, text) {
+                    assert!(
+                        *candidate,
+                        "{} matches {text:?} but is not a candidate",
+                        set.names[id]
+                    );
+                }
+            }
+        }
+        assert!(set.always.contains(&2));
     }
 }

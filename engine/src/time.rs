@@ -2,7 +2,7 @@
 //! seconds, HTTP dates, epoch seconds or milliseconds) and wording durations for people.
 
 use jiff::Timestamp;
-use rhai::{Dynamic, ImmutableString, INT};
+use rhai::{Dynamic, INT, ImmutableString};
 
 /// Seconds since the Unix epoch, now, from the system clock (only when an event has no
 /// `occurred_at`).
@@ -32,7 +32,10 @@ pub fn parse(s: &str) -> Option<i64> {
     }
     // A bare date or civil time is taken as UTC.
     if let Ok(dt) = s.parse::<jiff::civil::DateTime>() {
-        return jiff::tz::TimeZone::UTC.to_timestamp(dt).ok().map(|t| t.as_second());
+        return jiff::tz::TimeZone::UTC
+            .to_timestamp(dt)
+            .ok()
+            .map(|t| t.as_second());
     }
     None
 }
@@ -47,7 +50,7 @@ pub fn parse_dynamic(v: &Dynamic) -> Option<i64> {
         return parse(&s);
     }
     if let Ok(n) = v.as_int() {
-        return Some(epoch(n as i64));
+        return Some(epoch(n));
     }
     if let Ok(f) = v.as_float() {
         return Some(epoch(f as i64));

@@ -37,13 +37,19 @@ pub fn path_at(text: &str, line: u64, _column: u64) -> String {
         }
         let mut col = indent;
         let mut rest = rest;
-        while let Some(after) = rest.strip_prefix("- ").or_else(|| (rest == "-").then_some("")) {
+        while let Some(after) = rest
+            .strip_prefix("- ")
+            .or_else(|| (rest == "-").then_some(""))
+        {
             let mut next = 0;
             while let Some(top) = stack.last() {
                 if top.indent > col {
                     stack.pop();
                 } else if top.indent == col && matches!(top.seg, Seg::Index(_)) {
-                    if let Some(Frame { seg: Seg::Index(n), .. }) = stack.pop() {
+                    if let Some(Frame {
+                        seg: Seg::Index(n), ..
+                    }) = stack.pop()
+                    {
                         next = n + 1;
                     }
                     break;
@@ -51,7 +57,11 @@ pub fn path_at(text: &str, line: u64, _column: u64) -> String {
                     break;
                 }
             }
-            stack.push(Frame { indent: col, seg: Seg::Index(next), block_scalar: false });
+            stack.push(Frame {
+                indent: col,
+                seg: Seg::Index(next),
+                block_scalar: false,
+            });
             let trimmed = after.trim_start();
             col += 2 + (after.len() - trimmed.len());
             rest = trimmed;
@@ -62,7 +72,11 @@ pub fn path_at(text: &str, line: u64, _column: u64) -> String {
             }
             let v = value.trim();
             let block_scalar = v.starts_with('|') || v.starts_with('>');
-            stack.push(Frame { indent: col, seg: Seg::Key(key), block_scalar });
+            stack.push(Frame {
+                indent: col,
+                seg: Seg::Key(key),
+                block_scalar,
+            });
         }
     }
     let mut out = String::new();
@@ -85,7 +99,9 @@ fn split_key(s: &str) -> Option<(String, &str)> {
     if s.starts_with('{') || s.starts_with('[') || s.starts_with('"') && !s.contains("\":") {
         return None;
     }
-    let idx = s.find(": ").or_else(|| s.ends_with(':').then(|| s.len() - 1))?;
+    let idx = s
+        .find(": ")
+        .or_else(|| s.ends_with(':').then(|| s.len() - 1))?;
     let key = s[..idx].trim().trim_matches('"').trim_matches('\'');
     if key.is_empty() || key.contains(' ') && !s.starts_with('"') {
         return None;

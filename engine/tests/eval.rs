@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 use whyfail_engine::model::resolution::{Confidence, NodeKind, Outcome, Status};
-use whyfail_engine::{FactError, FactProvider, FactRequest, Library, Options, Resolution, Source, diagnose_json};
+use whyfail_engine::{
+    FactError, FactProvider, FactRequest, Library, Options, Resolution, Source, diagnose_json,
+};
 
 fn lib(yaml: &str) -> Library {
     let (lib, diags) = Library::load(&[vec![Source::new("test.yaml", yaml)]]);
@@ -16,7 +18,11 @@ fn run(lib: &Library, event: Value) -> Resolution {
 }
 
 fn outcome(res: &Resolution, node: &str) -> Outcome {
-    res.path.iter().find(|p| p.node == node).unwrap_or_else(|| panic!("{node} not on path: {:#?}", res.path)).outcome
+    res.path
+        .iter()
+        .find(|p| p.node == node)
+        .unwrap_or_else(|| panic!("{node} not on path: {:#?}", res.path))
+        .outcome
 }
 
 const ACTIONS: &str = r#"
@@ -59,7 +65,12 @@ causes:
     ));
     let res = run(&l, json!({"error": {"status": 500}}));
     assert_eq!(outcome(&res, "forever"), Outcome::Error);
-    let detail = res.path.iter().find(|p| p.node == "forever").and_then(|p| p.detail.clone()).unwrap_or_default();
+    let detail = res
+        .path
+        .iter()
+        .find(|p| p.node == "forever")
+        .and_then(|p| p.detail.clone())
+        .unwrap_or_default();
     assert!(detail.to_lowercase().contains("operations"), "{detail}");
     assert_eq!(res.status, Status::Diagnosed);
     assert_eq!(res.root_causes[0].id, "fine");
@@ -83,7 +94,11 @@ causes:
     actions: [fix]
 {ACTIONS}"#
     ));
-    for event in [json!({"error": {}}), json!({"error": {}, "connection": null}), json!({"error": {"status": "401"}, "connection": {"oauth": 7}})] {
+    for event in [
+        json!({"error": {}}),
+        json!({"error": {}, "connection": null}),
+        json!({"error": {"status": "401"}, "connection": {"oauth": 7}}),
+    ] {
         let res = run(&l, event.clone());
         assert_eq!(res.status, Status::Inconclusive, "{event}");
         assert_eq!(outcome(&res, "past_expiry"), Outcome::Unknown, "{event}");
@@ -93,9 +108,14 @@ causes:
 
 #[test]
 fn events_that_are_not_events_are_errors_not_crashes() {
-    let l = lib(&format!("id: x\ntitle: x\napplies_when: \"true\"\ncauses: [{{id: c, title: c, actions: [fix]}}]\n{ACTIONS}"));
+    let l = lib(&format!(
+        "id: x\ntitle: x\napplies_when: \"true\"\ncauses: [{{id: c, title: c, actions: [fix]}}]\n{ACTIONS}"
+    ));
     for bad in ["", "nope", "[]", "{}", r#"{"error": 5}"#, "{\"error\": {}"] {
-        assert!(diagnose_json(&l, bad, &Options::default()).is_err(), "{bad:?}");
+        assert!(
+            diagnose_json(&l, bad, &Options::default()).is_err(),
+            "{bad:?}"
+        );
     }
 }
 
@@ -124,7 +144,10 @@ causes:
         "connection": {"secrets": {"api_key": secret, "client_secret": "cs-999999"}}
     });
     for audience in ["user", "support", "developer"] {
-        let opts = Options { audience: audience.parse().expect("audience"), ..Options::default() };
+        let opts = Options {
+            audience: audience.parse().expect("audience"),
+            ..Options::default()
+        };
         let res = diagnose_json(&l, &event.to_string(), &opts).expect("valid");
         let out = serde_json::to_string(&res).expect("json");
         assert!(!out.contains("SUPERSECRET"), "{out}");
@@ -179,11 +202,22 @@ causes:
     assert_eq!(outcome(&res, "config_missing"), Outcome::Skipped);
     assert_eq!(outcome(&res, "something_else"), Outcome::Skipped);
     let order: Vec<&str> = res.path.iter().map(|p| p.node.as_str()).collect();
-    assert_eq!(order[..4], ["flow", "client_id_set", "redirect_matches", "redirect_mismatch"]);
+    assert_eq!(
+        order[..4],
+        [
+            "flow",
+            "client_id_set",
+            "redirect_matches",
+            "redirect_mismatch"
+        ]
+    );
 
     let res = run(&l, json!({"error": {}, "connection": {"oauth": {}}}));
     assert_eq!(res.root_causes[0].id, "config_missing");
-    assert_eq!(res.root_causes[0].evidence, vec!["No client ID is configured".to_string()]);
+    assert_eq!(
+        res.root_causes[0].evidence,
+        vec!["No client ID is configured".to_string()]
+    );
 }
 
 struct Facts;
@@ -229,13 +263,35 @@ causes:
     assert_eq!(outcome(&offline, "whoami_lacks_scope"), Outcome::Unknown);
     assert_eq!(offline.status, Status::Inconclusive);
 
-    let res = diagnose_json(&l, &event.to_string(), &Options { provider: Some(&Facts), ..Options::default() }).expect("valid");
+    let res = diagnose_json(
+        &l,
+        &event.to_string(),
+        &Options {
+            provider: Some(&Facts),
+            ..Options::default()
+        },
+    )
+    .expect("valid");
     assert_eq!(res.root_causes[0].id, "scope_missing");
-    assert_eq!(res.root_causes[0].evidence, vec!["The token has read:user, not repo".to_string()]);
-    let tls = res.path.iter().find(|p| p.node == "tls_probe").expect("on path");
+    assert_eq!(
+        res.root_causes[0].evidence,
+        vec!["The token has read:user, not repo".to_string()]
+    );
+    let tls = res
+        .path
+        .iter()
+        .find(|p| p.node == "tls_probe")
+        .expect("on path");
     assert_eq!(tls.outcome, Outcome::Unknown);
     assert!(tls.detail.as_deref().unwrap_or("").contains("timed out"));
-    assert!(res.path.iter().find(|p| p.node == "whoami_lacks_scope").expect("on path").facts.contains(&"facts.github.whoami".to_string()));
+    assert!(
+        res.path
+            .iter()
+            .find(|p| p.node == "whoami_lacks_scope")
+            .expect("on path")
+            .facts
+            .contains(&"facts.github.whoami".to_string())
+    );
 }
 
 #[test]
@@ -262,24 +318,41 @@ causes:
     actions: [wait, fix]
 {ACTIONS}"#
     ));
-    let res = run(&l, json!({"occurred_at": "2026-11-23T10:00:00Z", "error": {"status": 429, "headers": {"Retry-After": "Mon, 23 Nov 2026 10:01:30 GMT"}}}));
+    let res = run(
+        &l,
+        json!({"occurred_at": "2026-11-23T10:00:00Z", "error": {"status": 429, "headers": {"Retry-After": "Mon, 23 Nov 2026 10:01:30 GMT"}}}),
+    );
     let ids: Vec<&str> = res.root_causes.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["strong", "weak"]);
     assert_eq!(res.root_causes[1].confidence, Confidence::Likely);
     let actions: Vec<&str> = res.actions.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(actions, ["wait", "fix"]);
-    assert_eq!(serde_json::to_value(res.disposition).expect("json"), json!({"kind": "retry_after", "retry_after_seconds": 90}));
-    assert_eq!(res.path.last().map(|p| (p.kind, p.outcome)), Some((NodeKind::Action, Outcome::Recommended)));
+    assert_eq!(
+        serde_json::to_value(res.disposition).expect("json"),
+        json!({"kind": "retry_after", "retry_after_seconds": 90})
+    );
+    assert_eq!(
+        res.path.last().map(|p| (p.kind, p.outcome)),
+        Some((NodeKind::Action, Outcome::Recommended))
+    );
 
     let none = run(&l, json!({"error": {"status": 500}}));
     assert_eq!(none.root_causes[0].id, "weak");
-    assert_eq!(serde_json::to_value(none.disposition).expect("json")["kind"], "needs_user");
+    assert_eq!(
+        serde_json::to_value(none.disposition).expect("json")["kind"],
+        "needs_user"
+    );
 }
 
 #[test]
 fn no_matching_playbook_is_no_match() {
-    let l = lib(&format!("id: x\ntitle: x\napplies_when: error.status == 429\ncauses: [{{id: c, title: c, actions: [fix]}}]\n{ACTIONS}"));
-    let res = run(&l, json!({"event_id": "e1", "error": {"status": 418, "message": "I'm a teapot"}}));
+    let l = lib(&format!(
+        "id: x\ntitle: x\napplies_when: error.status == 429\ncauses: [{{id: c, title: c, actions: [fix]}}]\n{ACTIONS}"
+    ));
+    let res = run(
+        &l,
+        json!({"event_id": "e1", "error": {"status": 418, "message": "I'm a teapot"}}),
+    );
     assert_eq!(res.status, Status::NoMatch);
     assert!(res.root_causes.is_empty() && res.actions.is_empty() && res.symptom.is_none());
     assert_eq!(res.event_id.as_deref(), Some("e1"));

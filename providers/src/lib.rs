@@ -21,8 +21,12 @@ impl FixtureProvider {
 
     /// Builds a provider from a JSON object `{ "fact.name": value, ... }`.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
-        let obj = value.as_object().ok_or("fixture facts must be a JSON object of fact name to value")?;
-        Ok(FixtureProvider { facts: obj.iter().map(|(k, v)| (k.clone(), v.clone())).collect() })
+        let obj = value
+            .as_object()
+            .ok_or("fixture facts must be a JSON object of fact name to value")?;
+        Ok(FixtureProvider {
+            facts: obj.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        })
     }
 
     pub fn with(mut self, fact: &str, value: serde_json::Value) -> Self {
@@ -32,7 +36,14 @@ impl FixtureProvider {
 }
 
 impl FactProvider for FixtureProvider {
-    fn fetch(&self, fact: &str, _request: &FactRequest<'_>) -> Result<serde_json::Value, FactError> {
-        self.facts.get(fact).cloned().ok_or_else(|| FactError::new(format!("`{fact}` is not in the fixture")))
+    fn fetch(
+        &self,
+        fact: &str,
+        _request: &FactRequest<'_>,
+    ) -> Result<serde_json::Value, FactError> {
+        self.facts
+            .get(fact)
+            .cloned()
+            .ok_or_else(|| FactError::new(format!("`{fact}` is not in the fixture")))
     }
 }

@@ -32,12 +32,18 @@ pub fn run(args: Args) -> u8 {
     if let Some(p) = &args.path
         && !p.exists()
     {
-        eprintln!("whyfail: cannot read `{}`: no such file or directory", p.display());
+        eprintln!(
+            "whyfail: cannot read `{}`: no such file or directory",
+            p.display()
+        );
         return USAGE;
     }
     let extra: Vec<PathBuf> = args.path.iter().cloned().collect();
     let (lib, diags) = whyfail::load_library(&extra, true);
-    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let warnings = diags.len() - errors;
     match args.format {
         Format::Json => {
@@ -54,5 +60,9 @@ pub fn run(args: Args) -> u8 {
             println!("{verdict}: {n} playbooks loaded, {errors} errors, {warnings} warnings");
         }
     }
-    if errors > 0 || (args.deny_warnings && warnings > 0) { FOUND_ERRORS } else { OK }
+    if errors > 0 || (args.deny_warnings && warnings > 0) {
+        FOUND_ERRORS
+    } else {
+        OK
+    }
 }

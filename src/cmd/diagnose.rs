@@ -59,9 +59,13 @@ pub fn run(args: Args) -> u8 {
         eprintln!("{d}");
     }
     let fixture = match &args.facts {
-        Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| {
-            serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()).and_then(|v| FixtureProvider::from_json(&v))
-        }) {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                serde_json::from_str::<serde_json::Value>(&t)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| FixtureProvider::from_json(&v))
+            }) {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("whyfail: cannot use facts file `{}`: {e}", path.display());
@@ -71,9 +75,16 @@ pub fn run(args: Args) -> u8 {
         None => None,
     };
     // Live network providers are not wired yet: without a fixture every run is offline.
-    let provider: Option<&dyn FactProvider> = if args.offline { None } else { fixture.as_ref().map(|f| f as &dyn FactProvider) };
+    let provider: Option<&dyn FactProvider> = if args.offline {
+        None
+    } else {
+        fixture.as_ref().map(|f| f as &dyn FactProvider)
+    };
     let _ = &args.allow_host;
-    let opts = Options { audience: args.audience, provider };
+    let opts = Options {
+        audience: args.audience,
+        provider,
+    };
 
     let mut reader = match read_input(&args.input) {
         Ok(r) => r,
@@ -96,7 +107,14 @@ pub fn run(args: Args) -> u8 {
                 OK
             }
             Err(e) => {
-                eprintln!("whyfail: {}: {e}", if args.input == "-" { "<stdin>" } else { &args.input });
+                eprintln!(
+                    "whyfail: {}: {e}",
+                    if args.input == "-" {
+                        "<stdin>"
+                    } else {
+                        &args.input
+                    }
+                );
                 FOUND_ERRORS
             }
         }
@@ -124,10 +142,21 @@ fn batch(lib: &Library, opts: &Options<'_>, format: Format, reader: &mut dyn Buf
         }
         let rendered = match diagnose_json(lib, &line, opts) {
             Ok(res) => render::render(&res, format, true),
-            Err(e) => json!({"line": n, "error": {"code": "invalid_event", "message": e.to_string()}}).to_string(),
+            Err(e) => {
+                json!({"line": n, "error": {"code": "invalid_event", "message": e.to_string()}})
+                    .to_string()
+            }
         };
-        let sep = if format == Format::Json { "\n" } else { "\n---\n" };
-        if out.write_all(rendered.as_bytes()).and_then(|_| out.write_all(sep.as_bytes())).is_err() {
+        let sep = if format == Format::Json {
+            "\n"
+        } else {
+            "\n---\n"
+        };
+        if out
+            .write_all(rendered.as_bytes())
+            .and_then(|_| out.write_all(sep.as_bytes()))
+            .is_err()
+        {
             return OK; // reader went away (broken pipe): stop quietly
         }
     }

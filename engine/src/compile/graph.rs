@@ -56,7 +56,9 @@ impl GEdge {
 pub type Graph = DiGraph<GNode, GEdge>;
 
 fn diag_at(file: &str, code: &'static str, node: &GNode, msg: String) -> Diagnostic {
-    Diagnostic::error(code, file, msg).at_path(node.yaml_path.clone()).at(node.line, node.column)
+    Diagnostic::error(code, file, msg)
+        .at_path(node.yaml_path.clone())
+        .at(node.line, node.column)
 }
 
 /// Runs every structural rule; returns the problems found.
@@ -80,10 +82,19 @@ fn check_cycles(file: &str, g: &Graph) -> Vec<Diagnostic> {
         }
         let chain = cycle_chain(g, &scc);
         let first = &g[chain[0]];
-        let names: Vec<&str> = chain.iter().chain(std::iter::once(&chain[0])).map(|n| g[*n].id.as_str()).collect();
+        let names: Vec<&str> = chain
+            .iter()
+            .chain(std::iter::once(&chain[0]))
+            .map(|n| g[*n].id.as_str())
+            .collect();
         out.push(
-            diag_at(file, code::CYCLE, first, format!("the decision graph has a cycle: {}", names.join(" -> ")))
-                .hint("a step may only route to steps and causes that come after it; break the loop"),
+            diag_at(
+                file,
+                code::CYCLE,
+                first,
+                format!("the decision graph has a cycle: {}", names.join(" -> ")),
+            )
+            .hint("a step may only route to steps and causes that come after it; break the loop"),
         );
     }
     out
@@ -125,9 +136,18 @@ fn check_reachable(file: &str, g: &Graph, root: NodeIndex) -> Vec<Diagnostic> {
         .filter(|n| !seen[n.index()] && matches!(g[*n].kind, GKind::Cause | GKind::Step))
         .map(|n| {
             let node = &g[n];
-            let what = if node.kind == GKind::Cause { "cause" } else { "step" };
-            diag_at(file, code::UNREACHABLE, node, format!("{what} `{}` can never be reached", node.id))
-                .hint("list it under `start:` or route a step's `on_pass`/`on_fail`/`on_unknown` to it")
+            let what = if node.kind == GKind::Cause {
+                "cause"
+            } else {
+                "step"
+            };
+            diag_at(
+                file,
+                code::UNREACHABLE,
+                node,
+                format!("{what} `{}` can never be reached", node.id),
+            )
+            .hint("list it under `start:` or route a step's `on_pass`/`on_fail`/`on_unknown` to it")
         })
         .collect()
 }
@@ -137,8 +157,13 @@ fn check_causes_have_actions(file: &str, g: &Graph) -> Vec<Diagnostic> {
         .filter(|n| g[*n].kind == GKind::Cause)
         .filter(|n| !g.neighbors(*n).any(|m| g[m].kind == GKind::Action))
         .map(|n| {
-            diag_at(file, code::NO_ACTION, &g[n], format!("cause `{}` has no action", g[n].id))
-                .hint("every cause must say how to fix it: add action ids under `actions:`")
+            diag_at(
+                file,
+                code::NO_ACTION,
+                &g[n],
+                format!("cause `{}` has no action", g[n].id),
+            )
+            .hint("every cause must say how to fix it: add action ids under `actions:`")
         })
         .collect()
 }
@@ -148,7 +173,13 @@ mod tests {
     use super::*;
 
     fn node(kind: GKind, id: &str) -> GNode {
-        GNode { kind, id: id.into(), yaml_path: String::new(), line: 1, column: 1 }
+        GNode {
+            kind,
+            id: id.into(),
+            yaml_path: String::new(),
+            line: 1,
+            column: 1,
+        }
     }
 
     #[test]
@@ -165,6 +196,10 @@ mod tests {
         let d = validate("p.yaml", &g, s);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].code, code::CYCLE);
-        assert!(d[0].message.ends_with("a -> b -> c -> a"), "{}", d[0].message);
+        assert!(
+            d[0].message.ends_with("a -> b -> c -> a"),
+            "{}",
+            d[0].message
+        );
     }
 }

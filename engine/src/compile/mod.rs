@@ -6,6 +6,7 @@
 //! actions and signals of the same id, while a duplicate inside one layer is an error.
 
 pub mod graph;
+pub mod native;
 mod playbook;
 pub mod script;
 
@@ -21,8 +22,8 @@ use crate::load::{self, Source};
 use crate::model::playbook::{Actor, DispositionKind, RawAction, RawPlaybook, Role};
 use crate::signals::{self, SignalSet};
 pub use graph::{GEdge, GKind, GNode, Graph};
-pub use script::{Script, Segment, Template};
 use script::{Compiler, Site};
+pub use script::{Script, Segment, Template};
 
 /// A check, compiled.
 #[derive(Debug, Clone)]
@@ -130,7 +131,10 @@ pub struct Library {
 
 impl std::fmt::Debug for Library {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Library").field("playbooks", &self.playbooks.len()).field("hash", &self.hash).finish()
+        f.debug_struct("Library")
+            .field("playbooks", &self.playbooks.len())
+            .field("hash", &self.hash)
+            .finish()
     }
 }
 
@@ -144,14 +148,17 @@ impl Library {
             for src in sources {
                 match load::parse(src) {
                     Ok(raw) => parsed.push((layer, src, raw)),
-                    Err(d) => diags.push(d),
+                    Err(d) => diags.push(*d),
                 }
             }
         }
 
         let signals = Arc::new(collect_signals(&parsed, &mut diags));
         let engine = crate::sandbox::engine();
-        let sources = parsed.iter().map(|(_, src, _)| (src.name.as_str(), src.text.as_str())).collect();
+        let sources = parsed
+            .iter()
+            .map(|(_, src, _)| (src.name.as_str(), src.text.as_str()))
+            .collect();
         let compiler = Compiler::new(&engine, &signals, sources);
         let (actions, broken_actions) = collect_actions(&compiler, &parsed, &mut diags);
 
@@ -160,17 +167,31 @@ impl Library {
             if !playbook::is_playbook(raw) {
                 continue;
             }
-            let Some(pb) = playbook::compile(&compiler, &src.name, raw, &actions, &broken_actions, &mut diags) else {
+            let Some(pb) = playbook::compile(
+                &compiler,
+                &src.name,
+                raw,
+                &actions,
+                &broken_actions,
+                &mut diags,
+            ) else {
                 continue;
             };
             if let Some((prev_layer, prev)) = by_id.get(&pb.id)
                 && prev_layer == layer
             {
                 diags.push(
-                    Diagnostic::error(code::DUPLICATE_ID, &src.name, format!("playbook `{}` is already defined in {}", pb.id, prev.file))
-                        .at_path("id")
-                        .at(raw.id.as_ref().map_or(0, |i| i.referenced.line()), raw.id.as_ref().map_or(0, |i| i.referenced.column()))
-                        .hint("playbook ids must be unique; rename one of them"),
+                    Diagnostic::error(
+                        code::DUPLICATE_ID,
+                        &src.name,
+                        format!("playbook `{}` is already defined in {}", pb.id, prev.file),
+                    )
+                    .at_path("id")
+                    .at(
+                        raw.id.as_ref().map_or(0, |i| i.referenced.line()),
+                        raw.id.as_ref().map_or(0, |i| i.referenced.column()),
+                    )
+                    .hint("playbook ids must be unique; rename one of them"),
                 );
                 continue;
             }
@@ -180,10 +201,23 @@ impl Library {
         playbooks.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
 
         if playbooks.is_empty() && diags.iter().all(|d| !d.is_error()) {
-            diags.push(Diagnostic::warning(code::EMPTY_LIBRARY, "", "no playbook was loaded"));
+            diags.push(Diagnostic::warning(
+                code::EMPTY_LIBRARY,
+                "",
+                "no playbook was loaded",
+            ));
         }
         let hash = hash_sources(layers);
-        (Library { engine, playbooks, actions, signals, hash }, diags)
+        (
+            Library {
+                engine,
+                playbooks,
+                actions,
+                signals,
+                hash,
+            },
+            diags,
+        )
     }
 
     /// Playbooks, highest priority first.
@@ -229,17 +263,24 @@ fn spanned_pos<T>(s: &Spanned<T>) -> (u64, u64) {
 }
 
 /// Signals from every file; a name defined twice in one layer is an error.
-fn collect_signals(parsed: &[(usize, &Source, RawPlaybook)], diags: &mut Vec<Diagnostic>) -> SignalSet {
-    let mut by_name: BTreeMap<&str, (usize, &str, Vec<String>)> = BTreeMap::new();
+fn collect_signals(
+    parsed: &[(usize, &Source, RawPlaybook)],
+    diags: &mut Vec<Diagnostic>,
+) -> SignalSet {
+    let mut by_name: BTreeMap<&str, (usize, &str, Vec<signals::Pattern>)> = BTreeMap::new();
     for (layer, src, raw) in parsed {
         for (name, patterns) in &raw.signals {
             let first = patterns.first().map_or((0, 0), spanned_pos);
             if !valid_id(name) {
                 diags.push(
-                    Diagnostic::error(code::INVALID_ID, &src.name, format!("signal name `{name}` is not snake_case"))
-                        .at_path(format!("signals.{name}"))
-                        .at(first.0, first.1.saturating_sub(name.len() as u64 + 2))
-                        .hint("use lower-case letters, digits and `_`, starting with a letter"),
+                    Diagnostic::error(
+                        code::INVALID_ID,
+                        &src.name,
+                        format!("signal name `{name}` is not snake_case"),
+                    )
+                    .at_path(format!("signals.{name}"))
+                    .at(first.0, first.1.saturating_sub(name.len() as u64 + 2))
+                    .hint("use lower-case letters, digits and `_`, starting with a letter"),
                 );
                 continue;
             }
@@ -247,16 +288,26 @@ fn collect_signals(parsed: &[(usize, &Source, RawPlaybook)], diags: &mut Vec<Dia
             // scripts using it do not cascade into "unknown signal" errors.
             let mut valid = Vec::new();
             for (i, p) in patterns.iter().enumerate() {
-                if signals::check_pattern(&p.value).is_ok() {
-                    valid.push(p.value.clone());
-                } else if let Err(e) = signals::check_pattern(&p.value) {
-                    let (l, c) = spanned_pos(p);
-                    diags.push(
-                        Diagnostic::error(code::INVALID_REGEX, &src.name, format!("invalid regular expression: {}", e.to_string().lines().last().unwrap_or("").trim()))
+                match signals::analyse(&p.value) {
+                    Ok(pattern) => valid.push(pattern),
+                    Err(e) => {
+                        let (l, c) = spanned_pos(p);
+                        diags.push(
+                            Diagnostic::error(
+                                code::INVALID_REGEX,
+                                &src.name,
+                                format!(
+                                    "invalid regular expression: {}",
+                                    e.lines().last().unwrap_or("").trim()
+                                ),
+                            )
                             .at_path(format!("signals.{name}[{i}]"))
                             .at(l, c)
-                            .hint("patterns use Rust regex syntax and are matched case-insensitively"),
-                    );
+                            .hint(
+                                "patterns use Rust regex syntax and match ASCII case-insensitively",
+                            ),
+                        );
+                    }
                 }
             }
             if let Some((prev_layer, prev_file, _)) = by_name.get(name.as_str())
@@ -273,9 +324,16 @@ fn collect_signals(parsed: &[(usize, &Source, RawPlaybook)], diags: &mut Vec<Dia
             by_name.insert(name, (*layer, &src.name, valid));
         }
     }
-    let list: Vec<(String, Vec<String>)> = by_name.into_iter().map(|(n, (_, _, p))| (n.to_string(), p)).collect();
+    let list: Vec<(String, Vec<signals::Pattern>)> = by_name
+        .into_iter()
+        .map(|(n, (_, _, p))| (n.to_string(), p))
+        .collect();
     SignalSet::build(&list).unwrap_or_else(|e| {
-        diags.push(Diagnostic::error(code::INVALID_REGEX, "", format!("the signal set does not compile: {e}")));
+        diags.push(Diagnostic::error(
+            code::INVALID_REGEX,
+            "",
+            format!("the signal set does not compile: {e}"),
+        ));
         SignalSet::default()
     })
 }
@@ -329,17 +387,47 @@ fn compile_action(
         .steps
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| Template::compile(compiler, s, Site { file, yaml_path: &format!("{path}.steps[{i}]") }, diags))
+        .filter_map(|(i, s)| {
+            Template::compile(
+                compiler,
+                s,
+                Site {
+                    file,
+                    yaml_path: &format!("{path}.steps[{i}]"),
+                },
+                diags,
+            )
+        })
         .collect();
     let params: Vec<(String, Script)> = a
         .params
         .iter()
         .filter_map(|(k, v)| {
             let site_path = format!("{path}.params.{k}");
-            compiler.compile(v, true, Site { file, yaml_path: &site_path }, diags).map(|s| (k.clone(), s))
+            compiler
+                .compile(
+                    v,
+                    true,
+                    Site {
+                        file,
+                        yaml_path: &site_path,
+                    },
+                    diags,
+                )
+                .map(|s| (k.clone(), s))
         })
         .collect();
-    let when = a.when.as_ref().and_then(|w| compiler.compile(w, false, Site { file, yaml_path: &format!("{path}.when") }, diags));
+    let when = a.when.as_ref().and_then(|w| {
+        compiler.compile(
+            w,
+            false,
+            Site {
+                file,
+                yaml_path: &format!("{path}.when"),
+            },
+            diags,
+        )
+    });
     if diags.len() != before {
         return None;
     }
@@ -369,16 +457,25 @@ pub(crate) fn valid_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-pub(crate) fn check_id(id: &Spanned<String>, file: &str, yaml_path: &str, diags: &mut Vec<Diagnostic>) -> bool {
+pub(crate) fn check_id(
+    id: &Spanned<String>,
+    file: &str,
+    yaml_path: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
     if valid_id(&id.value) {
         return true;
     }
     let (l, c) = spanned_pos(id);
     diags.push(
-        Diagnostic::error(code::INVALID_ID, file, format!("id `{}` is not snake_case", id.value))
-            .at_path(yaml_path)
-            .at(l, c)
-            .hint("use lower-case letters, digits and `_`, starting with a letter"),
+        Diagnostic::error(
+            code::INVALID_ID,
+            file,
+            format!("id `{}` is not snake_case", id.value),
+        )
+        .at_path(yaml_path)
+        .at(l, c)
+        .hint("use lower-case letters, digits and `_`, starting with a letter"),
     );
     false
 }

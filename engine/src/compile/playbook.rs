@@ -11,14 +11,18 @@ use serde_saphyr::Spanned;
 use super::graph::{self, GEdge, GKind, GNode, Graph};
 use super::script::{Compiler, Site};
 use super::{
-    ActionDef, Actions, Cause, Check, DispositionDef, Fallback, Node, Playbook, Step, Template, check_id, spanned_pos,
+    ActionDef, Actions, Cause, Check, DispositionDef, Fallback, Node, Playbook, Step, Template,
+    check_id, spanned_pos,
 };
 use crate::diag::{Diagnostic, code, did_you_mean};
 use crate::model::playbook::{RawCheck, RawDisposition, RawPlaybook, RawStep, Role};
 
 /// A file is a playbook if it has anything beyond shared actions and signals.
 pub(super) fn is_playbook(raw: &RawPlaybook) -> bool {
-    raw.id.is_some() || raw.applies_when.is_some() || !raw.causes.is_empty() || !raw.steps.is_empty()
+    raw.id.is_some()
+        || raw.applies_when.is_some()
+        || !raw.causes.is_empty()
+        || !raw.steps.is_empty()
 }
 
 struct Ctx<'a, 'c> {
@@ -34,11 +38,24 @@ impl Ctx<'_, '_> {
     where
         Self: 'p,
     {
-        Site { file: self.file, yaml_path }
+        Site {
+            file: self.file,
+            yaml_path,
+        }
     }
 
-    fn err(&mut self, code: &'static str, path: &str, pos: (u64, u64), msg: String) -> &mut Diagnostic {
-        self.diags.push(Diagnostic::error(code, self.file, msg).at_path(path).at(pos.0, pos.1));
+    fn err(
+        &mut self,
+        code: &'static str,
+        path: &str,
+        pos: (u64, u64),
+        msg: String,
+    ) -> &mut Diagnostic {
+        self.diags.push(
+            Diagnostic::error(code, self.file, msg)
+                .at_path(path)
+                .at(pos.0, pos.1),
+        );
         let last = self.diags.len() - 1;
         &mut self.diags[last]
     }
@@ -50,9 +67,16 @@ impl Ctx<'_, '_> {
         if self.broken_actions.contains(&r.value) {
             return None; // already reported where it is defined
         }
-        let hint = did_you_mean(&r.value, self.actions.keys().map(String::as_str))
-            .unwrap_or_else(|| "define it under `actions:` in this file or a catalogue file".to_string());
-        let d = self.err(code::UNKNOWN_ACTION, path, spanned_pos(r), format!("unknown action `{}`", r.value));
+        let hint =
+            did_you_mean(&r.value, self.actions.keys().map(String::as_str)).unwrap_or_else(|| {
+                "define it under `actions:` in this file or a catalogue file".to_string()
+            });
+        let d = self.err(
+            code::UNKNOWN_ACTION,
+            path,
+            spanned_pos(r),
+            format!("unknown action `{}`", r.value),
+        );
         d.hint = Some(hint);
         None
     }
@@ -61,7 +85,10 @@ impl Ctx<'_, '_> {
         match t {
             None => (None, true),
             Some(s) => {
-                let site = Site { file: self.file, yaml_path: path };
+                let site = Site {
+                    file: self.file,
+                    yaml_path: path,
+                };
                 let r = Template::compile(self.compiler, s, site, self.diags);
                 let ok = r.is_some();
                 (r, ok)
@@ -69,19 +96,37 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn disposition(&mut self, d: &Option<RawDisposition>, path: &str) -> (Option<DispositionDef>, bool) {
+    fn disposition(
+        &mut self,
+        d: &Option<RawDisposition>,
+        path: &str,
+    ) -> (Option<DispositionDef>, bool) {
         let Some(d) = d else { return (None, true) };
         let retry_after = match &d.retry_after {
             Some(s) => {
                 let p = format!("{path}.retry_after");
-                match self.compiler.compile(s, false, Site { file: self.file, yaml_path: &p }, self.diags) {
+                match self.compiler.compile(
+                    s,
+                    false,
+                    Site {
+                        file: self.file,
+                        yaml_path: &p,
+                    },
+                    self.diags,
+                ) {
                     Some(s) => Some(s),
                     None => return (None, false),
                 }
             }
             None => None,
         };
-        (Some(DispositionDef { kind: d.kind, retry_after }), true)
+        (
+            Some(DispositionDef {
+                kind: d.kind,
+                retry_after,
+            }),
+            true,
+        )
     }
 }
 
@@ -99,13 +144,31 @@ struct CheckSrc<'a> {
 
 impl<'a> From<&'a RawCheck> for CheckSrc<'a> {
     fn from(c: &'a RawCheck) -> Self {
-        CheckSrc { id: &c.id, title: &c.title, role: c.role, expr: &c.expr, script: &c.script, needs: &c.needs, evidence: &c.evidence, evidence_fail: &c.evidence_fail }
+        CheckSrc {
+            id: &c.id,
+            title: &c.title,
+            role: c.role,
+            expr: &c.expr,
+            script: &c.script,
+            needs: &c.needs,
+            evidence: &c.evidence,
+            evidence_fail: &c.evidence_fail,
+        }
     }
 }
 
 impl<'a> From<&'a RawStep> for CheckSrc<'a> {
     fn from(c: &'a RawStep) -> Self {
-        CheckSrc { id: &c.id, title: &c.title, role: Role::Require, expr: &c.expr, script: &c.script, needs: &c.needs, evidence: &c.evidence, evidence_fail: &c.evidence_fail }
+        CheckSrc {
+            id: &c.id,
+            title: &c.title,
+            role: Role::Require,
+            expr: &c.expr,
+            script: &c.script,
+            needs: &c.needs,
+            evidence: &c.evidence,
+            evidence_fail: &c.evidence_fail,
+        }
     }
 }
 
@@ -113,24 +176,58 @@ fn compile_check(cx: &mut Ctx<'_, '_>, c: CheckSrc<'_>, path: &str) -> Option<Ch
     let mut ok = true;
     let script = match (c.expr, c.script) {
         (Some(_), Some(s)) => {
-            let d = cx.err(code::SCRIPT_CONFLICT, &format!("{path}.script"), spanned_pos(s), "a check has both `expr` and `script`".into());
+            let d = cx.err(
+                code::SCRIPT_CONFLICT,
+                &format!("{path}.script"),
+                spanned_pos(s),
+                "a check has both `expr` and `script`".into(),
+            );
             d.hint = Some("keep one: `expr` for one expression, `script` for statements".into());
             None
         }
         (None, None) => {
-            let d = cx.err(code::MISSING_FIELD, path, spanned_pos(c.id), format!("check `{}` has neither `expr` nor `script`", c.id.value));
+            let d = cx.err(
+                code::MISSING_FIELD,
+                path,
+                spanned_pos(c.id),
+                format!("check `{}` has neither `expr` nor `script`", c.id.value),
+            );
             d.hint = Some("add `expr:` with a Rhai expression returning true, false or ()".into());
             None
         }
-        (Some(e), None) => cx.compiler.compile(e, false, Site { file: cx.file, yaml_path: &format!("{path}.expr") }, cx.diags),
-        (None, Some(s)) => cx.compiler.compile(s, true, Site { file: cx.file, yaml_path: &format!("{path}.script") }, cx.diags),
+        (Some(e), None) => cx.compiler.compile(
+            e,
+            false,
+            Site {
+                file: cx.file,
+                yaml_path: &format!("{path}.expr"),
+            },
+            cx.diags,
+        ),
+        (None, Some(s)) => cx.compiler.compile(
+            s,
+            true,
+            Site {
+                file: cx.file,
+                yaml_path: &format!("{path}.script"),
+            },
+            cx.diags,
+        ),
     };
     ok &= script.is_some();
     let mut needs = Vec::new();
     for (i, n) in c.needs.iter().enumerate() {
-        let valid = !n.value.is_empty() && n.value.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '.');
+        let valid = !n.value.is_empty()
+            && n.value
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '.');
         if !valid {
-            let d = cx.err(code::INVALID_ID, &format!("{path}.needs[{i}]"), spanned_pos(n), format!("fact name `{}` is not valid", n.value));
+            let d = cx.err(
+                code::INVALID_ID,
+                &format!("{path}.needs[{i}]"),
+                spanned_pos(n),
+                format!("fact name `{}` is not valid", n.value),
+            );
             d.hint = Some("fact names look like `github.whoami` or `net.tls`".into());
             ok = false;
         }
@@ -167,7 +264,13 @@ pub(super) fn compile(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Playbook> {
     let before = diags.len();
-    let mut cx = Ctx { compiler, file, actions, broken_actions, diags };
+    let mut cx = Ctx {
+        compiler,
+        file,
+        actions,
+        broken_actions,
+        diags,
+    };
 
     let id = match &raw.id {
         Some(id) => {
@@ -186,17 +289,31 @@ pub(super) fn compile(
         d.hint = Some("give the symptom a short title users will see".into());
     }
     let matcher = match &raw.applies_when {
-        Some(m) => cx.compiler.compile(m, false, cx.site("applies_when"), cx.diags),
+        Some(m) => cx
+            .compiler
+            .compile(m, false, cx.site("applies_when"), cx.diags),
         None => {
             let pos = raw.id.as_ref().map_or((1, 1), spanned_pos);
-            let d = cx.err(code::MISSING_MATCHER, "", pos, "missing field `applies_when`".into());
-            d.hint = Some("say when the playbook applies, e.g. `applies_when: error.status == 429`".into());
+            let d = cx.err(
+                code::MISSING_MATCHER,
+                "",
+                pos,
+                "missing field `applies_when`".into(),
+            );
+            d.hint = Some(
+                "say when the playbook applies, e.g. `applies_when: error.status == 429`".into(),
+            );
             None
         }
     };
     if raw.causes.is_empty() {
         let pos = raw.id.as_ref().map_or((1, 1), spanned_pos);
-        let d = cx.err(code::MISSING_FIELD, "", pos, "a playbook needs at least one cause".into());
+        let d = cx.err(
+            code::MISSING_FIELD,
+            "",
+            pos,
+            "a playbook needs at least one cause".into(),
+        );
         d.hint = Some("add `causes:` with the hypotheses this symptom can have".into());
     }
 
@@ -204,26 +321,59 @@ pub(super) fn compile(
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut check_ids: HashMap<String, (u64, u64)> = HashMap::new();
     for (i, s) in raw.steps.iter().enumerate() {
-        declare(&mut cx, &s.id, format!("steps[{i}]"), Some(i), &mut check_ids, &mut index);
+        declare(
+            &mut cx,
+            &s.id,
+            format!("steps[{i}]"),
+            Some(i),
+            &mut check_ids,
+            &mut index,
+        );
     }
     for (i, c) in raw.causes.iter().enumerate() {
-        declare(&mut cx, &c.id, format!("causes[{i}]"), Some(raw.steps.len() + i), &mut check_ids, &mut index);
+        declare(
+            &mut cx,
+            &c.id,
+            format!("causes[{i}]"),
+            Some(raw.steps.len() + i),
+            &mut check_ids,
+            &mut index,
+        );
         for (j, k) in c.checks.iter().enumerate() {
-            declare(&mut cx, &k.id, format!("causes[{i}].checks[{j}]"), None, &mut check_ids, &mut index);
+            declare(
+                &mut cx,
+                &k.id,
+                format!("causes[{i}].checks[{j}]"),
+                None,
+                &mut check_ids,
+                &mut index,
+            );
         }
     }
 
-    let routable: Vec<&str> = raw.steps.iter().map(|s| s.id.value.as_str()).chain(raw.causes.iter().map(|c| c.id.value.as_str())).collect();
+    let routable: Vec<&str> = raw
+        .steps
+        .iter()
+        .map(|s| s.id.value.as_str())
+        .chain(raw.causes.iter().map(|c| c.id.value.as_str()))
+        .collect();
     let resolve = |cx: &mut Ctx<'_, '_>, r: &Spanned<String>, path: String| -> Option<usize> {
         if let Some(i) = index.get(r.value.as_str()) {
             return Some(*i);
         }
         let (msg, hint) = if check_ids.contains_key(r.value.as_str()) {
-            (format!("`{}` is a cause's check; the walk can only be routed to steps and causes", r.value), "route to the cause that owns the check".to_string())
+            (
+                format!(
+                    "`{}` is a cause's check; the walk can only be routed to steps and causes",
+                    r.value
+                ),
+                "route to the cause that owns the check".to_string(),
+            )
         } else {
             (
                 format!("`{}` is not a step or cause of this playbook", r.value),
-                did_you_mean(&r.value, routable.iter().copied()).unwrap_or_else(|| format!("known steps and causes: {}", routable.join(", "))),
+                did_you_mean(&r.value, routable.iter().copied())
+                    .unwrap_or_else(|| format!("known steps and causes: {}", routable.join(", "))),
             )
         };
         let d = cx.err(code::DANGLING_REFERENCE, &path, spanned_pos(r), msg);
@@ -236,20 +386,38 @@ pub(super) fn compile(
     for (i, s) in raw.steps.iter().enumerate() {
         let path = format!("steps[{i}]");
         let route = |cx: &mut Ctx<'_, '_>, list: &[Spanned<String>], name: &str| -> Vec<usize> {
-            list.iter().enumerate().filter_map(|(j, r)| resolve(cx, r, format!("{path}.{name}[{j}]"))).collect()
+            list.iter()
+                .enumerate()
+                .filter_map(|(j, r)| resolve(cx, r, format!("{path}.{name}[{j}]")))
+                .collect()
         };
         let on_pass = route(&mut cx, &s.on_pass, "on_pass");
         let on_fail = route(&mut cx, &s.on_fail, "on_fail");
         let on_unknown = route(&mut cx, &s.on_unknown, "on_unknown");
         match compile_check(&mut cx, s.into(), &path) {
-            Some(check) => nodes.push(Node::Step(Step { check, on_pass, on_fail, on_unknown })),
+            Some(check) => nodes.push(Node::Step(Step {
+                check,
+                on_pass,
+                on_fail,
+                on_unknown,
+            })),
             None => ok = false,
         }
     }
     for (i, c) in raw.causes.iter().enumerate() {
         let path = format!("causes[{i}]");
-        let checks: Vec<Option<Check>> = c.checks.iter().enumerate().map(|(j, k)| compile_check(&mut cx, k.into(), &format!("{path}.checks[{j}]"))).collect();
-        let acts: Vec<Option<Arc<ActionDef>>> = c.actions.iter().enumerate().map(|(j, a)| cx.action(a, &format!("{path}.actions[{j}]"))).collect();
+        let checks: Vec<Option<Check>> = c
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(j, k)| compile_check(&mut cx, k.into(), &format!("{path}.checks[{j}]")))
+            .collect();
+        let acts: Vec<Option<Arc<ActionDef>>> = c
+            .actions
+            .iter()
+            .enumerate()
+            .map(|(j, a)| cx.action(a, &format!("{path}.actions[{j}]")))
+            .collect();
         let (explain, ok1) = cx.template(&c.explain, &format!("{path}.explain"));
         let (disposition, ok2) = cx.disposition(&c.disposition, &format!("{path}.disposition"));
         if checks.iter().any(Option::is_none) || acts.iter().any(Option::is_none) || !ok1 || !ok2 {
@@ -268,10 +436,21 @@ pub(super) fn compile(
     }
 
     let start: Vec<usize> = if raw.start.is_empty() {
-        let routed: Vec<usize> = raw.steps.iter().flat_map(|s| s.on_pass.iter().chain(&s.on_fail).chain(&s.on_unknown)).filter_map(|r| index.get(r.value.as_str()).copied()).collect();
-        (0..raw.steps.len() + raw.causes.len()).filter(|i| !routed.contains(i)).collect()
+        let routed: Vec<usize> = raw
+            .steps
+            .iter()
+            .flat_map(|s| s.on_pass.iter().chain(&s.on_fail).chain(&s.on_unknown))
+            .filter_map(|r| index.get(r.value.as_str()).copied())
+            .collect();
+        (0..raw.steps.len() + raw.causes.len())
+            .filter(|i| !routed.contains(i))
+            .collect()
     } else {
-        raw.start.iter().enumerate().filter_map(|(j, r)| resolve(&mut cx, r, format!("start[{j}]"))).collect()
+        raw.start
+            .iter()
+            .enumerate()
+            .filter_map(|(j, r)| resolve(&mut cx, r, format!("start[{j}]")))
+            .collect()
     };
 
     let mut fallback = Fallback::default();
@@ -322,7 +501,12 @@ fn declare(
     let name = sid.value.as_str();
     check_id(sid, cx.file, &format!("{path}.id"), cx.diags);
     if index.contains_key(name) || check_ids.contains_key(name) {
-        let d = cx.err(code::DUPLICATE_ID, &format!("{path}.id"), spanned_pos(sid), format!("id `{name}` is used twice in this playbook"));
+        let d = cx.err(
+            code::DUPLICATE_ID,
+            &format!("{path}.id"),
+            spanned_pos(sid),
+            format!("id `{name}` is used twice in this playbook"),
+        );
         d.hint = Some("step, cause and check ids must be unique within a playbook".into());
         return;
     }
@@ -341,7 +525,13 @@ fn declare(
 fn build_graph(raw: &RawPlaybook, nodes: &[Node], start: &[usize]) -> Graph {
     let mut g = Graph::new();
     let id_pos = raw.id.as_ref().map_or((1, 1), spanned_pos);
-    let root = g.add_node(GNode { kind: GKind::Symptom, id: raw.id.as_ref().map(|i| i.value.clone()).unwrap_or_default(), yaml_path: "id".into(), line: id_pos.0, column: id_pos.1 });
+    let root = g.add_node(GNode {
+        kind: GKind::Symptom,
+        id: raw.id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
+        yaml_path: "id".into(),
+        line: id_pos.0,
+        column: id_pos.1,
+    });
     let mut idx = Vec::with_capacity(nodes.len());
     for (i, n) in nodes.iter().enumerate() {
         let (kind, path, sid) = if i < raw.steps.len() {
@@ -351,7 +541,13 @@ fn build_graph(raw: &RawPlaybook, nodes: &[Node], start: &[usize]) -> Graph {
             (GKind::Cause, format!("causes[{ci}]"), &raw.causes[ci].id)
         };
         let (line, column) = spanned_pos(sid);
-        idx.push(g.add_node(GNode { kind, id: n.id().to_string(), yaml_path: path, line, column }));
+        idx.push(g.add_node(GNode {
+            kind,
+            id: n.id().to_string(),
+            yaml_path: path,
+            line,
+            column,
+        }));
     }
     for s in start {
         g.add_edge(root, idx[*s], GEdge::Start);
@@ -360,7 +556,11 @@ fn build_graph(raw: &RawPlaybook, nodes: &[Node], start: &[usize]) -> Graph {
     for (i, n) in nodes.iter().enumerate() {
         match n {
             Node::Step(s) => {
-                for (list, e) in [(&s.on_pass, GEdge::Pass), (&s.on_fail, GEdge::Fail), (&s.on_unknown, GEdge::Unknown)] {
+                for (list, e) in [
+                    (&s.on_pass, GEdge::Pass),
+                    (&s.on_fail, GEdge::Fail),
+                    (&s.on_unknown, GEdge::Unknown),
+                ] {
                     for t in list {
                         g.add_edge(idx[i], idx[*t], e);
                     }
@@ -370,12 +570,24 @@ fn build_graph(raw: &RawPlaybook, nodes: &[Node], start: &[usize]) -> Graph {
                 for (j, k) in c.checks.iter().enumerate() {
                     let ci = i - raw.steps.len();
                     let (line, column) = spanned_pos(&raw.causes[ci].checks[j].id);
-                    let kn = g.add_node(GNode { kind: GKind::Check, id: k.id.clone(), yaml_path: format!("causes[{ci}].checks[{j}]"), line, column });
+                    let kn = g.add_node(GNode {
+                        kind: GKind::Check,
+                        id: k.id.clone(),
+                        yaml_path: format!("causes[{ci}].checks[{j}]"),
+                        line,
+                        column,
+                    });
                     g.add_edge(idx[i], kn, GEdge::Checks);
                 }
                 for a in &c.actions {
                     let an = *action_nodes.entry(a.id.clone()).or_insert_with(|| {
-                        g.add_node(GNode { kind: GKind::Action, id: a.id.clone(), yaml_path: String::new(), line: 0, column: 0 })
+                        g.add_node(GNode {
+                            kind: GKind::Action,
+                            id: a.id.clone(),
+                            yaml_path: String::new(),
+                            line: 0,
+                            column: 0,
+                        })
                     });
                     g.add_edge(idx[i], an, GEdge::Fixes);
                 }

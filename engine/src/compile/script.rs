@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
-use rhai::{Engine, Scope, AST};
+use rhai::{AST, Engine, Scope};
 use serde_saphyr::Spanned;
 
+use super::native::{Native, specialise};
 use crate::diag::{Diagnostic, code, did_you_mean};
 use crate::sandbox::SCOPE_VARS;
 use crate::signals::SignalSet;
@@ -21,6 +22,8 @@ pub struct Script {
     pub ast: Arc<AST>,
     /// Event fields (and secret shapes) the script reads, as dotted paths, for the path's `facts`.
     pub reads: Arc<[String]>,
+    /// The same script specialised to native code, when its shape allows (see `native`).
+    pub native: Option<Arc<Native>>,
 }
 
 /// Where a script or template sits in its YAML file.
@@ -40,14 +43,23 @@ pub struct Compiler<'a> {
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(engine: &'a Engine, signals: &'a SignalSet, sources: HashMap<&'a str, &'a str>) -> Self {
+    pub fn new(
+        engine: &'a Engine,
+        signals: &'a SignalSet,
+        sources: HashMap<&'a str, &'a str>,
+    ) -> Self {
         let mut scope = Scope::new();
         // Plain variables, not constants: the optimizer folds calls on constant arguments, and
         // `dig(connection, "x")` must not be folded into `dig((), "x")` at load time.
         for var in SCOPE_VARS {
             scope.push_dynamic(*var, rhai::Dynamic::UNIT);
         }
-        Compiler { engine, signals, sources, scope }
+        Compiler {
+            engine,
+            signals,
+            sources,
+            scope,
+        }
     }
 
     /// Compiles an expression (`expr`, `applies_when`, params) or a script (`script`).
@@ -58,15 +70,26 @@ impl<'a> Compiler<'a> {
         site: Site<'_>,
         diags: &mut Vec<Diagnostic>,
     ) -> Option<Script> {
-        self.compile_at(&src.value, self.content_start(site.file, src), is_script, site, diags)
+        self.compile_at(
+            &src.value,
+            self.content_start(site.file, src),
+            is_script,
+            site,
+            diags,
+        )
     }
 
     /// Where a scalar's text starts: one column after the opening quote of a quoted scalar, and
     /// the first content line of a block scalar (`|`, `>`), whose location is its indicator.
     pub fn content_start(&self, file: &str, src: &Spanned<String>) -> (u64, u64) {
         let (line, col) = (src.referenced.line(), src.referenced.column());
-        let Some(text) = self.sources.get(file) else { return (line, col) };
-        let at = text.lines().nth(line.saturating_sub(1) as usize).and_then(|l| l.chars().nth(col.saturating_sub(1) as usize));
+        let Some(text) = self.sources.get(file) else {
+            return (line, col);
+        };
+        let at = text
+            .lines()
+            .nth(line.saturating_sub(1) as usize)
+            .and_then(|l| l.chars().nth(col.saturating_sub(1) as usize));
         match at {
             Some('"' | '\'') => (line, col + 1),
             Some('|' | '>') => text
@@ -108,6 +131,7 @@ impl<'a> Compiler<'a> {
         match compiled {
             Ok(ast) => (diags.len() == before).then(|| Script {
                 source: Arc::from(text),
+                native: specialise(&ast, self.signals).map(Arc::new),
                 ast: Arc::new(ast),
                 reads: reads_of(text).into(),
             }),
@@ -119,15 +143,22 @@ impl<'a> Compiler<'a> {
                     _ => {
                         let body = text.trim_end();
                         let lines = body.lines().count().max(1);
-                        (Some(lines), Some(body.lines().last().map_or(0, |l| l.chars().count()) + 1))
+                        (
+                            Some(lines),
+                            Some(body.lines().last().map_or(0, |l| l.chars().count()) + 1),
+                        )
                     }
                 };
                 let (l, c) = map_position(text, line, col, rl, rc);
                 let msg = e.0.to_string();
                 let hint = script_hint(&msg, is_script);
-                let mut d = Diagnostic::error(code::SCRIPT_SYNTAX, site.file, format!("rhai: {}", lowercase_first(&msg)))
-                    .at_path(site.yaml_path)
-                    .at(l, c);
+                let mut d = Diagnostic::error(
+                    code::SCRIPT_SYNTAX,
+                    site.file,
+                    format!("rhai: {}", lowercase_first(&msg)),
+                )
+                .at_path(site.yaml_path)
+                .at(l, c);
                 if let Some(h) = hint {
                     d = d.hint(h);
                 }
@@ -138,7 +169,14 @@ impl<'a> Compiler<'a> {
     }
 
     /// `signal("name")` with a literal name must name a known signal.
-    fn check_signals(&self, text: &str, line: u64, col: u64, site: Site<'_>, diags: &mut Vec<Diagnostic>) {
+    fn check_signals(
+        &self,
+        text: &str,
+        line: u64,
+        col: u64,
+        site: Site<'_>,
+        diags: &mut Vec<Diagnostic>,
+    ) {
         static SIGNAL_CALL: LazyLock<Regex> =
             LazyLock::new(|| Regex::new(r#"\bsignal\(\s*"([^"]*)"\s*\)"#).expect("static regex"));
         for cap in SIGNAL_CALL.captures_iter(text) {
@@ -146,9 +184,13 @@ impl<'a> Compiler<'a> {
             if self.signals.id(name).is_none() {
                 let offset = cap.get(1).map_or(0, |m| m.start());
                 let (l, c) = offset_position(text, line, col, offset);
-                let mut d = Diagnostic::error(code::UNKNOWN_SIGNAL, site.file, format!("unknown signal `{name}`"))
-                    .at_path(site.yaml_path)
-                    .at(l, c);
+                let mut d = Diagnostic::error(
+                    code::UNKNOWN_SIGNAL,
+                    site.file,
+                    format!("unknown signal `{name}`"),
+                )
+                .at_path(site.yaml_path)
+                .at(l, c);
                 d = d.hint(did_you_mean(name, self.signals.names()).unwrap_or_else(|| {
                     "declare it under `signals:` in this or another playbook file".to_string()
                 }));
@@ -168,7 +210,10 @@ fn lowercase_first(s: &str) -> String {
 
 fn script_hint(msg: &str, is_script: bool) -> Option<String> {
     if msg.contains("Variable not found") || msg.contains("Unknown variable") {
-        return Some(format!("scripts see these variables: {}", SCOPE_VARS.join(", ")));
+        return Some(format!(
+            "scripts see these variables: {}",
+            SCOPE_VARS.join(", ")
+        ));
     }
     if !is_script && (msg.contains("let") || msg.contains("statement") || msg.contains("';'")) {
         return Some("`expr` takes one expression; use `script` for statements".to_string());
@@ -178,7 +223,13 @@ fn script_hint(msg: &str, is_script: bool) -> Option<String> {
 
 /// Maps a (1-based) position inside a script to the YAML file. A block scalar's location is
 /// its first content line, so later lines keep the block's indentation.
-pub fn map_position(text: &str, line: u64, col: u64, rl: Option<usize>, rc: Option<usize>) -> (u64, u64) {
+pub fn map_position(
+    text: &str,
+    line: u64,
+    col: u64,
+    rl: Option<usize>,
+    rc: Option<usize>,
+) -> (u64, u64) {
     let _ = text;
     match (rl, rc) {
         (Some(rl), rc) if rl > 1 => (line + rl as u64 - 1, col + rc.unwrap_or(1) as u64 - 1),
@@ -289,10 +340,14 @@ impl Template {
             if ch == b'}' {
                 let (l, c) = offset_position(text, line, col, consumed + i);
                 diags.push(
-                    Diagnostic::error(code::TEMPLATE_SYNTAX, site.file, "unmatched `}` in template")
-                        .at_path(site.yaml_path)
-                        .at(l, c)
-                        .hint("write `}}` for a literal brace"),
+                    Diagnostic::error(
+                        code::TEMPLATE_SYNTAX,
+                        site.file,
+                        "unmatched `}` in template",
+                    )
+                    .at_path(site.yaml_path)
+                    .at(l, c)
+                    .hint("write `}}` for a literal brace"),
                 );
                 return None;
             }
@@ -332,12 +387,16 @@ impl Template {
         if !lit.is_empty() {
             segments.push(Segment::Text(lit));
         }
-        ok.then(|| Template { segments: segments.into() })
+        ok.then(|| Template {
+            segments: segments.into(),
+        })
     }
 
     /// A template of literal text only.
     pub fn literal(text: &str) -> Template {
-        Template { segments: vec![Segment::Text(text.to_string())].into() }
+        Template {
+            segments: vec![Segment::Text(text.to_string())].into(),
+        }
     }
 
     /// Every event path the template's placeholders read.
@@ -355,13 +414,26 @@ mod tests {
 
     #[test]
     fn placeholders_may_nest_braces() {
-        assert_eq!(matching_brace(r#"if a { "x}" } else { #{b: 1} }} tail"#), Some(30));
+        assert_eq!(
+            matching_brace(r#"if a { "x}" } else { #{b: 1} }} tail"#),
+            Some(30)
+        );
         assert_eq!(matching_brace("unclosed { x"), None);
     }
 
     #[test]
     fn reads_are_normalised() {
-        let r = reads_of(r#"oauth.has_refresh_token && event.error.status == 401 && header("Retry-After") != () && secret("api_key").present"#);
-        assert_eq!(r, vec!["connection.oauth.has_refresh_token", "error.status", "error.headers.retry-after", "connection.secrets.api_key (shape only)"]);
+        let r = reads_of(
+            r#"oauth.has_refresh_token && event.error.status == 401 && header("Retry-After") != () && secret("api_key").present"#,
+        );
+        assert_eq!(
+            r,
+            vec![
+                "connection.oauth.has_refresh_token",
+                "error.status",
+                "error.headers.retry-after",
+                "connection.secrets.api_key (shape only)"
+            ]
+        );
     }
 }

@@ -12,8 +12,17 @@ use rhai::{Dynamic, Map};
 use crate::time;
 
 /// The scope variables, in `SCOPE_VARS` order minus `facts` and `now`.
-pub(crate) const SECTIONS: [&str; 9] =
-    ["error", "connection", "platform", "history", "execution", "workflow", "node", "phase", "oauth"];
+pub(crate) const SECTIONS: [&str; 9] = [
+    "error",
+    "connection",
+    "platform",
+    "history",
+    "execution",
+    "workflow",
+    "node",
+    "phase",
+    "oauth",
+];
 
 /// Why an input is not a usable failure event. Never contains event values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +53,8 @@ pub struct Event {
 impl Event {
     /// Parses one event from JSON text.
     pub fn parse(json: &str) -> Result<Event, EventError> {
-        let root: Dynamic = serde_json::from_str(json).map_err(|e| EventError::Json(e.to_string()))?;
+        let root: Dynamic =
+            serde_json::from_str(json).map_err(|e| EventError::Json(e.to_string()))?;
         let map = root.try_cast::<Map>().ok_or(EventError::NotAnObject)?;
         Event::from_map(map)
     }
@@ -75,10 +85,16 @@ impl Event {
                 oauth = shared;
             }
         }
-        let event_id = map.get("event_id").filter(|v| !v.is_unit()).map(|v| v.to_string());
+        let event_id = map
+            .get("event_id")
+            .filter(|v| !v.is_unit())
+            .map(|v| v.to_string());
         let occurred_at = map
             .get("occurred_at")
-            .and_then(|v| v.read_lock::<rhai::ImmutableString>().map(|s| s.to_string()))
+            .and_then(|v| {
+                v.read_lock::<rhai::ImmutableString>()
+                    .map(|s| s.to_string())
+            })
             .and_then(|s| time::parse(&s));
         let mut sections: [Dynamic; 9] = Default::default();
         for (i, name) in SECTIONS.iter().enumerate().take(8) {
@@ -89,7 +105,35 @@ impl Event {
             }
         }
         sections[8] = oauth;
-        Ok(Event { root: Dynamic::from_map(map).into_shared(), sections, secrets: secrets.into(), event_id, occurred_at })
+        Ok(Event {
+            root: Dynamic::from_map(map).into_shared(),
+            sections,
+            secrets: secrets.into(),
+            event_id,
+            occurred_at,
+        })
+    }
+
+    /// A section by name (`error`, `connection`, `oauth`, ...), `()` when absent.
+    pub(crate) fn section(&self, name: &str) -> Dynamic {
+        SECTIONS
+            .iter()
+            .position(|s| *s == name)
+            .map(|i| self.sections[i].clone())
+            .unwrap_or(Dynamic::UNIT)
+    }
+
+    /// Values of the script variables, in `SCOPE_VARS` order.
+    pub(crate) fn scope_values(&self, facts: Dynamic, now: i64) -> Vec<Dynamic> {
+        crate::sandbox::SCOPE_VARS
+            .iter()
+            .map(|var| match *var {
+                "event" => self.root.clone(),
+                "facts" => facts.clone(),
+                "now" => Dynamic::from(now),
+                other => self.section(other),
+            })
+            .collect()
     }
 
     /// Secret values (for scrubbing output); never print these.
@@ -118,7 +162,13 @@ mod tests {
     fn rejects_what_is_not_an_event() {
         assert_eq!(Event::parse("[1]").unwrap_err(), EventError::NotAnObject);
         assert_eq!(Event::parse("{}").unwrap_err(), EventError::MissingError);
-        assert_eq!(Event::parse(r#"{"error":"boom"}"#).unwrap_err(), EventError::ErrorNotObject);
-        assert!(matches!(Event::parse("{").unwrap_err(), EventError::Json(_)));
+        assert_eq!(
+            Event::parse(r#"{"error":"boom"}"#).unwrap_err(),
+            EventError::ErrorNotObject
+        );
+        assert!(matches!(
+            Event::parse("{").unwrap_err(),
+            EventError::Json(_)
+        ));
     }
 }

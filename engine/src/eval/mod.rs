@@ -18,7 +18,8 @@ use crate::explain::{self, Audience};
 use crate::facts::FactProvider;
 use crate::model::playbook::DispositionKind;
 use crate::model::resolution::{
-    Action, Confidence, Disposition, NodeKind, Outcome, PathStep, Resolution, RootCause, Status, Symptom,
+    Action, Confidence, Disposition, NodeKind, Outcome, PathStep, Resolution, RootCause, Status,
+    Symptom,
 };
 use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
 use crate::time;
@@ -39,34 +40,37 @@ pub struct Options<'a> {
 }
 
 /// Diagnoses one JSON event.
-pub fn diagnose_json(lib: &Library, json: &str, opts: &Options<'_>) -> Result<Resolution, EventError> {
+pub fn diagnose_json(
+    lib: &Library,
+    json: &str,
+    opts: &Options<'_>,
+) -> Result<Resolution, EventError> {
     Event::parse(json).map(|e| diagnose(lib, &e, opts))
 }
 
 /// Diagnoses one parsed event.
 pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution {
     let now = event.occurred_at.unwrap_or_else(time::wall_clock);
-    let section = |name: &str| {
-        event::SECTIONS.iter().position(|s| *s == name).map(|i| event.sections[i].clone()).unwrap_or(Dynamic::UNIT)
-    };
-    let ctx = HelperCtx::new(now, section("error"), event.secrets.clone(), lib.signals.clone());
-    let _guard = sandbox::install(Rc::new(ctx));
+    let helper = Rc::new(HelperCtx::new(
+        now,
+        event.section("error"),
+        event.secrets.clone(),
+        lib.signals.clone(),
+    ));
+    let _guard = sandbox::install(helper.clone());
 
     let facts = Dynamic::from_map(Map::new()).into_shared();
+    let vars = event.scope_values(facts.clone(), now);
     let mut scope = Scope::new();
-    for var in SCOPE_VARS {
-        let value = match *var {
-            "event" => event.root.clone(),
-            "facts" => facts.clone(),
-            "now" => Dynamic::from(now),
-            other => section(other),
-        };
-        scope.push_constant_dynamic(*var, value);
+    for (var, value) in SCOPE_VARS.iter().zip(&vars) {
+        scope.push_constant_dynamic(*var, value.clone());
     }
     let scrub = Scrubber::new(event);
     let mut fetched = Vec::new();
     let mut w = Walker {
         lib,
+        vars: &vars,
+        helper: &helper,
         scope: &mut scope,
         facts: &facts,
         event: &event.root,
@@ -82,7 +86,12 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
             continue;
         }
         let result = w.walk(pb);
-        let diagnosed = result.verdicts.iter().any(|v| matches!(v.confidence, Some(Confidence::Confirmed | Confidence::Likely)));
+        let diagnosed = result.verdicts.iter().any(|v| {
+            matches!(
+                v.confidence,
+                Some(Confidence::Confirmed | Confidence::Likely)
+            )
+        });
         if diagnosed {
             return finish(&mut w, event, lib, Some((pb, result)), opts.audience);
         }
@@ -108,7 +117,10 @@ fn finish(
         symptom: None,
         root_causes: Vec::new(),
         actions: Vec::new(),
-        disposition: Disposition { kind: DispositionKind::NeedsUser, retry_after_seconds: None },
+        disposition: Disposition {
+            kind: DispositionKind::NeedsUser,
+            retry_after_seconds: None,
+        },
         path: Vec::new(),
         explanation: String::new(),
     };
@@ -127,31 +139,73 @@ fn cause_of<'p>(pb: &'p Playbook, v: &CauseVerdict) -> Option<&'p crate::compile
 }
 
 fn build(w: &mut Walker<'_>, pb: &Playbook, result: WalkResult, res: &mut Resolution) {
-    res.symptom = Some(Symptom { id: pb.id.clone(), title: pb.title.clone(), playbook: file_name(&pb.file) });
-    res.path.push(PathStep { node: pb.id.clone(), kind: NodeKind::Symptom, outcome: Outcome::Matched, detail: None, facts: Vec::new() });
+    res.symptom = Some(Symptom {
+        id: pb.id.clone(),
+        title: pb.title.clone(),
+        playbook: file_name(&pb.file),
+    });
+    res.path.push(PathStep {
+        node: pb.id.clone(),
+        kind: NodeKind::Symptom,
+        outcome: Outcome::Matched,
+        detail: None,
+        facts: Vec::new(),
+    });
     res.path.extend(result.path);
 
-    let mut ranked: Vec<&CauseVerdict> = result.verdicts.iter().filter(|v| v.confidence.is_some()).collect();
-    ranked.sort_by_key(|v| (v.confidence, -cause_of(pb, v).map_or(0, |c| c.weight), v.order));
-    let diagnosed = ranked.first().is_some_and(|v| v.confidence <= Some(Confidence::Likely));
-    res.status = if diagnosed { Status::Diagnosed } else { Status::Inconclusive };
+    let mut ranked: Vec<&CauseVerdict> = result
+        .verdicts
+        .iter()
+        .filter(|v| v.confidence.is_some())
+        .collect();
+    ranked.sort_by_key(|v| {
+        (
+            v.confidence,
+            -cause_of(pb, v).map_or(0, |c| c.weight),
+            v.order,
+        )
+    });
+    let diagnosed = ranked
+        .first()
+        .is_some_and(|v| v.confidence <= Some(Confidence::Likely));
+    res.status = if diagnosed {
+        Status::Diagnosed
+    } else {
+        Status::Inconclusive
+    };
 
     for v in &ranked {
-        let (Some(cause), Some(confidence)) = (cause_of(pb, v), v.confidence) else { continue };
+        let (Some(cause), Some(confidence)) = (cause_of(pb, v), v.confidence) else {
+            continue;
+        };
         let explain = cause.explain.as_ref().map(|t| w.render(t));
-        res.root_causes.push(RootCause { id: cause.id.clone(), title: cause.title.clone(), confidence, evidence: v.evidence.clone(), explain });
+        res.root_causes.push(RootCause {
+            id: cause.id.clone(),
+            title: cause.title.clone(),
+            confidence,
+            evidence: v.evidence.clone(),
+            explain,
+        });
     }
 
     let mut chosen: Vec<Arc<ActionDef>> = Vec::new();
     let mut disposition_def: Option<&DispositionDef> = None;
     if diagnosed {
-        for (i, v) in ranked.iter().filter(|v| v.confidence <= Some(Confidence::Likely)).enumerate() {
-            let Some(cause) = cause_of(pb, v) else { continue };
+        for (i, v) in ranked
+            .iter()
+            .filter(|v| v.confidence <= Some(Confidence::Likely))
+            .enumerate()
+        {
+            let Some(cause) = cause_of(pb, v) else {
+                continue;
+            };
             if i == 0 {
                 disposition_def = cause.disposition.as_ref();
             }
             for a in &cause.actions {
-                if !chosen.iter().any(|c| c.id == a.id) && a.when.as_ref().is_none_or(|s| w.truthy(s)) {
+                if !chosen.iter().any(|c| c.id == a.id)
+                    && a.when.as_ref().is_none_or(|s| w.truthy(s))
+                {
                     chosen.push(a.clone());
                 }
             }
@@ -166,7 +220,13 @@ fn build(w: &mut Walker<'_>, pb: &Playbook, result: WalkResult, res: &mut Resolu
     }
     for a in &chosen {
         res.actions.push(render_action(w, a));
-        res.path.push(PathStep { node: a.id.clone(), kind: NodeKind::Action, outcome: Outcome::Recommended, detail: None, facts: Vec::new() });
+        res.path.push(PathStep {
+            node: a.id.clone(),
+            kind: NodeKind::Action,
+            outcome: Outcome::Recommended,
+            detail: None,
+            facts: Vec::new(),
+        });
     }
     res.disposition = disposition(w, disposition_def, chosen.first(), res.actions.first());
 }
@@ -182,12 +242,20 @@ fn render_action(w: &mut Walker<'_>, a: &ActionDef) -> Action {
             if v.is_unit() {
                 continue;
             }
-            let json: serde_json::Value = rhai::serde::from_dynamic(&v).unwrap_or(serde_json::Value::Null);
+            let json: serde_json::Value =
+                rhai::serde::from_dynamic(&v).unwrap_or(serde_json::Value::Null);
             params.insert(name.clone(), scrub_json(w, json));
         }
     }
     let steps = a.steps.iter().map(|t| w.render(t)).collect();
-    Action { id: a.id.clone(), title: a.title.clone(), actor: a.actor, automatic: a.automatic, params, steps }
+    Action {
+        id: a.id.clone(),
+        title: a.title.clone(),
+        actor: a.actor,
+        automatic: a.automatic,
+        params,
+        steps,
+    }
 }
 
 fn scrub_json(w: &Walker<'_>, v: serde_json::Value) -> serde_json::Value {
@@ -196,8 +264,12 @@ fn scrub_json(w: &Walker<'_>, v: serde_json::Value) -> serde_json::Value {
     }
     match v {
         serde_json::Value::String(s) => serde_json::Value::String(w.scrub.clean(&s)),
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(|x| scrub_json(w, x)).collect()),
-        serde_json::Value::Object(o) => serde_json::Value::Object(o.into_iter().map(|(k, x)| (k, scrub_json(w, x))).collect()),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(|x| scrub_json(w, x)).collect())
+        }
+        serde_json::Value::Object(o) => {
+            serde_json::Value::Object(o.into_iter().map(|(k, x)| (k, scrub_json(w, x))).collect())
+        }
         other => other,
     }
 }
@@ -208,20 +280,39 @@ fn disposition(
     first: Option<&Arc<ActionDef>>,
     first_out: Option<&Action>,
 ) -> Disposition {
-    let kind = def.map(|d| d.kind).or(first.map(|a| a.disposition)).unwrap_or(DispositionKind::NeedsUser);
-    let from_def = def.and_then(|d| d.retry_after.as_ref()).and_then(|s| match w.run(s) {
-        Value::Ok(v) => seconds(&v),
-        _ => None,
-    });
-    let from_param = first_out.and_then(|a| a.params.get("retry_after_seconds")).and_then(|v| v.as_f64()).map(|f| f.ceil() as i64);
+    let kind = def
+        .map(|d| d.kind)
+        .or(first.map(|a| a.disposition))
+        .unwrap_or(DispositionKind::NeedsUser);
+    let from_def = def
+        .and_then(|d| d.retry_after.as_ref())
+        .and_then(|s| match w.run(s) {
+            Value::Ok(v) => seconds(&v),
+            _ => None,
+        });
+    let from_param = first_out
+        .and_then(|a| a.params.get("retry_after_seconds"))
+        .and_then(|v| v.as_f64())
+        .map(|f| f.ceil() as i64);
     let secs = from_def.or(from_param).map(|s| s.max(0));
     match (kind, secs) {
-        (DispositionKind::RetryAfter, None) => Disposition { kind: DispositionKind::Retry, retry_after_seconds: None },
-        (DispositionKind::RetryAfter, s) => Disposition { kind, retry_after_seconds: s },
-        (k, _) => Disposition { kind: k, retry_after_seconds: None },
+        (DispositionKind::RetryAfter, None) => Disposition {
+            kind: DispositionKind::Retry,
+            retry_after_seconds: None,
+        },
+        (DispositionKind::RetryAfter, s) => Disposition {
+            kind,
+            retry_after_seconds: s,
+        },
+        (k, _) => Disposition {
+            kind: k,
+            retry_after_seconds: None,
+        },
     }
 }
 
 fn seconds(v: &Dynamic) -> Option<i64> {
-    v.as_int().ok().map(|i| i as i64).or_else(|| v.as_float().ok().map(|f| f.ceil() as i64))
+    v.as_int()
+        .ok()
+        .or_else(|| v.as_float().ok().map(|f| f.ceil() as i64))
 }

@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, EvalAltResult, Map, Scope};
 
+use crate::compile::native::{NativeCtx, Stop};
 use crate::compile::{Cause, Check, Library, Node, Playbook, Script, Segment, Template};
 use crate::eval::scrub::Scrubber;
 use crate::facts::{FactProvider, FactRequest};
 use crate::model::playbook::Role;
 use crate::model::resolution::{Confidence, NodeKind, Outcome, PathStep};
+use crate::sandbox::HelperCtx;
 
 /// A cause's verdict.
 #[derive(Debug, Clone)]
@@ -27,6 +29,9 @@ pub(crate) struct CauseVerdict {
 
 pub(crate) struct Walker<'a> {
     pub lib: &'a Library,
+    /// Script variables in `SCOPE_VARS` order, for natively specialised scripts.
+    pub vars: &'a [Dynamic],
+    pub helper: &'a HelperCtx,
     pub scope: &'a mut Scope<'static>,
     pub facts: &'a Dynamic,
     pub event: &'a Dynamic,
@@ -47,12 +52,27 @@ pub(crate) enum Value {
 impl Walker<'_> {
     /// Evaluates a compiled script in the event's scope.
     pub fn run(&mut self, script: &Script) -> Value {
+        if let Some(native) = &script.native {
+            match native.eval(&NativeCtx {
+                vars: self.vars,
+                helper: self.helper,
+            }) {
+                Ok(v) => return Value::Ok(v),
+                Err(Stop::Missing(why)) => return Value::Missing(why),
+                Err(Stop::Fallback) => {}
+            }
+        }
         let base = self.scope.len();
-        let r = self.lib.engine.eval_ast_with_scope::<Dynamic>(self.scope, &script.ast);
+        let r = self
+            .lib
+            .engine
+            .eval_ast_with_scope::<Dynamic>(self.scope, &script.ast);
         self.scope.rewind(base);
         match r {
             Ok(v) => Value::Ok(v),
-            Err(e) if is_missing_data(&e) => Value::Missing(self.scrub.clean(&first_line(&e.to_string()))),
+            Err(e) if is_missing_data(&e) => {
+                Value::Missing(self.scrub.clean(&first_line(&e.to_string())))
+            }
             Err(e) => Value::Failed(self.scrub.clean(&first_line(&e.to_string()))),
         }
     }
@@ -87,7 +107,10 @@ impl Walker<'_> {
             let result = match self.provider {
                 None => Err("live checks are off".to_string()),
                 Some(p) => {
-                    let req = FactRequest { event: self.event, secrets: self.secrets };
+                    let req = FactRequest {
+                        event: self.event,
+                        secrets: self.secrets,
+                    };
                     p.fetch(need, &req).map_err(|e| self.scrub.clean(&e.reason))
                 }
             };
@@ -126,10 +149,23 @@ impl Walker<'_> {
                         "pass" => Outcome::Pass,
                         "fail" => Outcome::Fail,
                         "unknown" => Outcome::Unknown,
-                        other => return (Outcome::Error, Some(format!("the check returned `{other}`, expected true, false or ()"))),
+                        other => {
+                            return (
+                                Outcome::Error,
+                                Some(format!(
+                                    "the check returned `{other}`, expected true, false or ()"
+                                )),
+                            );
+                        }
                     }
                 } else {
-                    return (Outcome::Error, Some(format!("the check returned a {}, expected true, false or ()", v.type_name())));
+                    return (
+                        Outcome::Error,
+                        Some(format!(
+                            "the check returned a {}, expected true, false or ()",
+                            v.type_name()
+                        )),
+                    );
                 };
                 let detail = match outcome {
                     Outcome::Pass => c.evidence.as_ref().map(|t| self.render(t)),
@@ -186,13 +222,29 @@ pub(crate) struct WalkResult {
     pub verdicts: Vec<CauseVerdict>,
 }
 
-fn step_entry(node: &str, kind: NodeKind, outcome: Outcome, detail: Option<String>, facts: &Arc<[String]>) -> PathStep {
-    PathStep { node: node.to_string(), kind, outcome, detail, facts: facts.to_vec() }
+fn step_entry(
+    node: &str,
+    kind: NodeKind,
+    outcome: Outcome,
+    detail: Option<String>,
+    facts: &Arc<[String]>,
+) -> PathStep {
+    PathStep {
+        node: node.to_string(),
+        kind,
+        outcome,
+        detail,
+        facts: facts.to_vec(),
+    }
 }
 
 impl Walker<'_> {
     pub fn walk(&mut self, pb: &Playbook) -> WalkResult {
-        let mut state = WalkState { visited: vec![false; pb.nodes.len()], path: Vec::new(), verdicts: Vec::new() };
+        let mut state = WalkState {
+            visited: vec![false; pb.nodes.len()],
+            path: Vec::new(),
+            verdicts: Vec::new(),
+        };
         for &s in &pb.start {
             self.visit(pb, s, None, &mut state);
         }
@@ -201,11 +253,26 @@ impl Walker<'_> {
                 continue;
             }
             match n {
-                Node::Step(s) => state.path.push(step_entry(&s.check.id, NodeKind::Check, Outcome::Skipped, None, &s.check.facts)),
-                Node::Cause(c) => state.path.push(PathStep { node: c.id.clone(), kind: NodeKind::Cause, outcome: Outcome::Skipped, detail: None, facts: Vec::new() }),
+                Node::Step(s) => state.path.push(step_entry(
+                    &s.check.id,
+                    NodeKind::Check,
+                    Outcome::Skipped,
+                    None,
+                    &s.check.facts,
+                )),
+                Node::Cause(c) => state.path.push(PathStep {
+                    node: c.id.clone(),
+                    kind: NodeKind::Cause,
+                    outcome: Outcome::Skipped,
+                    detail: None,
+                    facts: Vec::new(),
+                }),
             }
         }
-        WalkResult { path: state.path, verdicts: state.verdicts }
+        WalkResult {
+            path: state.path,
+            verdicts: state.verdicts,
+        }
     }
 
     fn visit(&mut self, pb: &Playbook, i: usize, via: Option<String>, st: &mut WalkState) {
@@ -216,13 +283,23 @@ impl Walker<'_> {
         match &pb.nodes[i] {
             Node::Step(s) => {
                 let (outcome, detail) = self.check(&s.check);
-                st.path.push(step_entry(&s.check.id, NodeKind::Check, outcome, detail.clone(), &s.check.facts));
+                st.path.push(step_entry(
+                    &s.check.id,
+                    NodeKind::Check,
+                    outcome,
+                    detail.clone(),
+                    &s.check.facts,
+                ));
                 let next = match outcome {
                     Outcome::Pass => &s.on_pass,
                     Outcome::Fail => &s.on_fail,
                     _ => &s.on_unknown,
                 };
-                let evidence = if matches!(outcome, Outcome::Pass | Outcome::Fail) { detail } else { None };
+                let evidence = if matches!(outcome, Outcome::Pass | Outcome::Fail) {
+                    detail
+                } else {
+                    None
+                };
                 for &t in next {
                     self.visit(pb, t, evidence.clone(), st);
                 }
@@ -233,18 +310,36 @@ impl Walker<'_> {
 
     fn cause(&mut self, i: usize, c: &Cause, via: Option<String>, st: &mut WalkState) {
         let at = st.path.len();
-        st.path.push(PathStep { node: c.id.clone(), kind: NodeKind::Cause, outcome: Outcome::Inconclusive, detail: None, facts: Vec::new() });
+        st.path.push(PathStep {
+            node: c.id.clone(),
+            kind: NodeKind::Cause,
+            outcome: Outcome::Inconclusive,
+            detail: None,
+            facts: Vec::new(),
+        });
         let routed = via.is_some();
         let mut evidence: Vec<String> = via.into_iter().collect();
         let (mut required, mut passed, mut undecided, mut supported) = (0, 0, 0, 0);
         let mut ruled_out: Option<Option<String>> = None;
         for check in &c.checks {
             if ruled_out.is_some() {
-                st.path.push(step_entry(&check.id, NodeKind::Check, Outcome::Skipped, None, &check.facts));
+                st.path.push(step_entry(
+                    &check.id,
+                    NodeKind::Check,
+                    Outcome::Skipped,
+                    None,
+                    &check.facts,
+                ));
                 continue;
             }
             let (outcome, detail) = self.check(check);
-            st.path.push(step_entry(&check.id, NodeKind::Check, outcome, detail.clone(), &check.facts));
+            st.path.push(step_entry(
+                &check.id,
+                NodeKind::Check,
+                outcome,
+                detail.clone(),
+                &check.facts,
+            ));
             match (check.role, outcome) {
                 (Role::Require, Outcome::Pass) => {
                     required += 1;
@@ -278,7 +373,12 @@ impl Walker<'_> {
             Some(Confidence::Possible)
         };
         let order = st.verdicts.len();
-        st.verdicts.push(CauseVerdict { node: i, confidence, evidence, order });
+        st.verdicts.push(CauseVerdict {
+            node: i,
+            confidence,
+            evidence,
+            order,
+        });
     }
 }
 
