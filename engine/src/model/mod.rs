@@ -7,3 +7,4 @@
 pub mod event;
 pub mod playbook;
 pub mod resolution;
+pub mod standard;
