@@ -316,6 +316,69 @@ fn retry_hint(c: &HelperCtx) -> Option<INT> {
     Some(delay.ceil() as INT)
 }
 
+/// The most readable message the service gave: the first non-blank of the usual body fields
+/// (`error.message`, `error_description`, `message`, `errorMessages[0]`, `errors[0].message`,
+/// ...), then `error.message`, a string body, `body.error`, `error.code`, else "HTTP <status>".
+/// Long text is cut at a word boundary, so a token in it is never cut in half.
+fn best_message(c: &HelperCtx) -> String {
+    const PATHS: &[&str] = &[
+        "body.error.message",
+        "body.error_description",
+        "body.message",
+        "body.errorMessages.0",
+        "body.0.message",
+        "body.errors.0.message",
+        "body.errors.0.detail",
+        "body.detail",
+        "message",
+        "body",
+        "body.error",
+        "code",
+    ];
+    for path in PATHS {
+        let v = get_path(&c.error, path);
+        if let Some(s) = v.read_lock::<ImmutableString>()
+            && !s.trim().is_empty()
+        {
+            return head(s.trim(), 220);
+        }
+    }
+    match get_path(&c.error, "status") {
+        v if v.is_unit() => "error".to_string(),
+        v => format!("HTTP {v}"),
+    }
+}
+
+/// `text` cut after about `max` characters at a word boundary, with "…".
+fn head(text: &str, max: usize) -> String {
+    let flat = text.replace(['\n', '\r'], " ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut out = String::new();
+    for word in flat.split(' ') {
+        if out.chars().count() + word.chars().count() > max.saturating_sub(10) {
+            break;
+        }
+        out.push_str(word);
+        out.push(' ');
+    }
+    out.push('…');
+    out
+}
+
+/// The last `max` characters of `text` with a leading "…": client error chains put the cause
+/// at the end.
+fn tail(text: &str, max: usize) -> String {
+    let flat = text.replace(['\n', '\r'], " ");
+    let n = flat.chars().count();
+    if n <= max {
+        return flat;
+    }
+    let keep = max.saturating_sub(20).max(1);
+    format!("…{}", flat.chars().skip(n - keep).collect::<String>())
+}
+
 /// What a script may learn about a secret: its shape, never its value.
 fn describe_secret(name: &str) -> Dynamic {
     let Some(desc) = with_ctx(|c| {
@@ -469,15 +532,24 @@ fn is_private_v4(ip: std::net::Ipv4Addr) -> bool {
 /// The sandboxed engine with every helper registered.
 pub fn engine() -> Engine {
     let mut e = Engine::new_raw();
-    e.register_global_module(LanguageCorePackage::new().as_shared_module());
-    e.register_global_module(ArithmeticPackage::new().as_shared_module());
-    e.register_global_module(LogicPackage::new().as_shared_module());
-    e.register_global_module(BasicStringPackage::new().as_shared_module());
-    e.register_global_module(MoreStringPackage::new().as_shared_module());
-    e.register_global_module(BasicArrayPackage::new().as_shared_module());
-    e.register_global_module(BasicMapPackage::new().as_shared_module());
-    e.register_global_module(BasicMathPackage::new().as_shared_module());
-    e.register_global_module(BasicIteratorPackage::new().as_shared_module());
+    // One flattened module instead of nine: an uncached function call probes every global
+    // module in turn, and each script evaluation starts with a cold resolution cache.
+    let mut packages = rhai::Module::new();
+    for m in [
+        LanguageCorePackage::new().as_shared_module(),
+        ArithmeticPackage::new().as_shared_module(),
+        LogicPackage::new().as_shared_module(),
+        BasicStringPackage::new().as_shared_module(),
+        MoreStringPackage::new().as_shared_module(),
+        BasicArrayPackage::new().as_shared_module(),
+        BasicMapPackage::new().as_shared_module(),
+        BasicMathPackage::new().as_shared_module(),
+        BasicIteratorPackage::new().as_shared_module(),
+    ] {
+        packages.combine_flatten((*m).clone());
+    }
+    packages.build_index();
+    e.register_global_module(packages.into());
 
     e.set_max_operations(MAX_OPERATIONS);
     e.set_max_call_levels(16);
@@ -528,6 +600,22 @@ fn register_helpers(e: &mut Engine) {
     e.register_fn("has", |v: Dynamic| has_value(&v));
     e.register_fn("dig", |v: Dynamic, path: &str| get_path(&v, path));
     e.register_fn("is_unit", |v: Dynamic| v.is_unit());
+
+    FuncRegistration::new("message")
+        .with_volatility(true)
+        .register_into_engine(e, || -> String {
+            with_ctx(best_message).unwrap_or_default()
+        });
+    e.register_fn("tail", |v: Dynamic, max: INT| -> String {
+        text_of(&v)
+            .map(|t| tail(&t, max.max(1) as usize))
+            .unwrap_or_default()
+    });
+    e.register_fn("head", |v: Dynamic, max: INT| -> String {
+        text_of(&v)
+            .map(|t| head(&t, max.max(1) as usize))
+            .unwrap_or_default()
+    });
 
     // Time, relative to the event's occurred_at.
     FuncRegistration::new("now")
@@ -666,6 +754,19 @@ mod tests {
             )
             .unwrap();
         assert!(r);
+    }
+
+    #[test]
+    fn trims_long_text_for_panels() {
+        let long = "word ".repeat(100);
+        let h = head(&long, 50);
+        assert!(h.chars().count() <= 50 && h.ends_with('…'), "{h}");
+        let t = tail(&format!("{long}the cause"), 40);
+        assert!(
+            t.starts_with('…') && t.ends_with("the cause") && t.chars().count() <= 40,
+            "{t}"
+        );
+        assert_eq!(head("short\nline", 50), "short line");
     }
 
     #[test]
