@@ -7,12 +7,6 @@
 
 mod cmd;
 
-/// A diagnosis allocates many small, short-lived values (script values, strings, the
-/// resolution); mimalloc does this markedly cheaper than the system allocator
-/// (see `scripts/bench-batch.sh`).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

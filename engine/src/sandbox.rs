@@ -9,9 +9,12 @@
 //! of one diagnosis; evaluation is synchronous on the calling thread, so this is sound.
 
 use std::cell::{OnceCell, RefCell};
+use std::sync::{LazyLock, RwLock};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+
+use regex::bytes::Regex;
 
 use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicIteratorPackage, BasicMapPackage, BasicMathPackage,
@@ -195,32 +198,34 @@ pub(crate) fn text_of(v: &Dynamic) -> Option<String> {
     }
 }
 
-thread_local! {
-    /// Patterns are string literals in practice; compiling each once per thread keeps
-    /// `matches()` at a hash lookup per call.
-    static REGEX_CACHE: RefCell<HashMap<String, Option<regex::Regex>>> = RefCell::new(HashMap::new());
-}
+/// Compiled `matches()` patterns, shared by every thread and by natively specialised scripts:
+/// patterns are string literals in practice, so each is compiled once per process.
+static REGEX_CACHE: LazyLock<RwLock<HashMap<String, Option<Arc<Regex>>>>> = LazyLock::new(Default::default);
 
-/// How `matches()` compiles its pattern: case-insensitive, bounded in size.
-pub fn compile_ci(pattern: &str) -> Option<regex::Regex> {
-    regex::RegexBuilder::new(pattern)
+/// `matches()` patterns match ASCII case-insensitively, like signals: Unicode case folding
+/// made each compiled pattern several times larger for error texts that are ASCII anyway.
+pub fn compile_ci(pattern: &str) -> Option<Arc<Regex>> {
+    if let Some(re) = REGEX_CACHE.read().ok().and_then(|c| c.get(pattern).cloned()) {
+        return re;
+    }
+    let re = regex::bytes::RegexBuilder::new(pattern)
         .case_insensitive(true)
+        .unicode(false)
         .size_limit(1 << 20)
         .build()
         .ok()
-}
-
-fn regex_match(text: &str, pattern: &str) -> bool {
-    REGEX_CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
+        .map(Arc::new);
+    if let Ok(mut cache) = REGEX_CACHE.write() {
         if cache.len() > 4096 {
             cache.clear();
         }
-        let re = cache
-            .entry(pattern.to_string())
-            .or_insert_with(|| compile_ci(pattern));
-        re.as_ref().is_some_and(|re| re.is_match(text))
-    })
+        cache.insert(pattern.to_string(), re.clone());
+    }
+    re
+}
+
+fn regex_match(text: &str, pattern: &str) -> bool {
+    compile_ci(pattern).is_some_and(|re| re.is_match(text.as_bytes()))
 }
 
 /// `has(x)`: neither `()` nor blank text.

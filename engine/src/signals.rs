@@ -69,7 +69,7 @@ impl LazySignal {
                             .auto_prefilter(false)
                             .which_captures(WhichCaptures::None)
                             .nfa_size_limit(Some(8 << 20))
-                            .hybrid_cache_capacity(2 << 20),
+                            .hybrid_cache_capacity(256 << 10),
                     )
                     .build(&self.alternation)
                     .ok()

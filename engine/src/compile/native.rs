@@ -57,18 +57,19 @@ pub enum Native {
     Lower(Box<Native>),
 }
 
-/// A `matches()` pattern, compiled the first time an event needs it (most never run).
+/// A `matches()` pattern, compiled (through the shared cache) the first time an event needs
+/// it; most never run.
 #[derive(Debug)]
 pub struct LazyRegex {
     pattern: String,
-    re: OnceLock<Option<regex::Regex>>,
+    re: OnceLock<Option<Arc<regex::bytes::Regex>>>,
 }
 
 impl LazyRegex {
-    fn get(&self) -> Option<&regex::Regex> {
+    fn get(&self) -> Option<&regex::bytes::Regex> {
         self.re
             .get_or_init(|| crate::sandbox::compile_ci(&self.pattern))
-            .as_ref()
+            .as_deref()
     }
 }
 
@@ -290,8 +291,8 @@ impl Native {
                     return Err(Stop::Fallback);
                 };
                 Ok(match x.as_ref() {
-                    Native::Text => re.is_match(cx.helper.haystack()),
-                    other => sandbox::text_of(&other.eval(cx)?).is_some_and(|t| re.is_match(&t)),
+                    Native::Text => re.is_match(cx.helper.haystack().as_bytes()),
+                    other => sandbox::text_of(&other.eval(cx)?).is_some_and(|t| re.is_match(t.as_bytes())),
                 }
                 .into())
             }
