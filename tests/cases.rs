@@ -3,24 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::case_files;
 use serde_json::Value;
 use whyfail_engine::{Options, diagnose_json};
 use whyfail_providers::FixtureProvider;
-
-fn case_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            case_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "json") {
-            out.push(p);
-        }
-    }
-}
 
 fn strings(v: Option<&Value>) -> Option<Vec<String>> {
     v.and_then(Value::as_array).map(|a| {
@@ -151,11 +139,7 @@ fn every_case_diagnoses_as_expected() {
         errors.join("\n")
     );
 
-    let mut files = Vec::new();
-    case_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"),
-        &mut files,
-    );
+    let files = case_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"));
     assert!(!files.is_empty(), "no cases found");
     let mut failures = Vec::new();
     for f in &files {

@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::case_files;
 use serde_json::Value;
 use whyfail_engine::compile::Node;
 use whyfail_engine::model::standard;
@@ -230,21 +233,6 @@ const SEED_SYMPTOMS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-fn case_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    v.sort();
-    for p in v {
-        if p.is_dir() {
-            case_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "json") {
-            out.push(p);
-        }
-    }
-}
-
 fn ids(v: &Value, key: &str) -> Vec<String> {
     v["expect"][key]
         .as_array()
@@ -287,8 +275,7 @@ fn generate() -> (String, Vec<String>) {
     let catalogue: BTreeSet<String> = lib.actions().map(|a| a.id.clone()).collect();
     let mut confirm: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut near: BTreeMap<String, usize> = BTreeMap::new();
-    let mut files = Vec::new();
-    case_files(&root.join("tests/cases"), &mut files);
+    let files = case_files(&root.join("tests/cases"));
     for f in &files {
         let case: Value =
             serde_json::from_str(&std::fs::read_to_string(f).expect("read")).expect("json");

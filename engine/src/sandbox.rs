@@ -9,10 +9,10 @@
 //! of one diagnosis; evaluation is synchronous on the calling thread, so this is sound.
 
 use std::cell::{OnceCell, RefCell};
-use std::sync::{LazyLock, RwLock};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::{LazyLock, RwLock};
 
 use regex::bytes::Regex;
 
@@ -200,12 +200,17 @@ pub(crate) fn text_of(v: &Dynamic) -> Option<String> {
 
 /// Compiled `matches()` patterns, shared by every thread and by natively specialised scripts:
 /// patterns are string literals in practice, so each is compiled once per process.
-static REGEX_CACHE: LazyLock<RwLock<HashMap<String, Option<Arc<Regex>>>>> = LazyLock::new(Default::default);
+static REGEX_CACHE: LazyLock<RwLock<HashMap<String, Option<Arc<Regex>>>>> =
+    LazyLock::new(Default::default);
 
 /// `matches()` patterns match ASCII case-insensitively, like signals: Unicode case folding
 /// made each compiled pattern several times larger for error texts that are ASCII anyway.
 pub fn compile_ci(pattern: &str) -> Option<Arc<Regex>> {
-    if let Some(re) = REGEX_CACHE.read().ok().and_then(|c| c.get(pattern).cloned()) {
+    if let Some(re) = REGEX_CACHE
+        .read()
+        .ok()
+        .and_then(|c| c.get(pattern).cloned())
+    {
         return re;
     }
     let re = regex::bytes::RegexBuilder::new(pattern)

@@ -49,7 +49,7 @@ pub fn run(args: Args) -> u8 {
         Format::Json => {
             let playbooks: Vec<_> = lib.playbooks().iter().map(|p| json!({"id": p.id, "title": p.title, "file": p.file, "priority": p.priority})).collect();
             let out = json!({"ok": errors == 0, "errors": errors, "warnings": warnings, "diagnostics": diags, "playbooks": playbooks, "playbook_set": lib.hash()});
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            super::emit(&serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Format::Text => {
             for d in &diags {
@@ -57,7 +57,9 @@ pub fn run(args: Args) -> u8 {
             }
             let n = lib.playbooks().len();
             let verdict = if errors == 0 { "ok" } else { "FAILED" };
-            println!("{verdict}: {n} playbooks loaded, {errors} errors, {warnings} warnings");
+            super::emit(&format!(
+                "{verdict}: {n} playbooks loaded, {errors} errors, {warnings} warnings"
+            ));
         }
     }
     if errors > 0 || (args.deny_warnings && warnings > 0) {

@@ -103,7 +103,7 @@ pub fn run(args: Args) -> u8 {
         }
         match diagnose_json(&lib, &text, &opts) {
             Ok(res) => {
-                println!("{}", render::render(&res, args.format, false));
+                super::emit(&render::render(&res, args.format, false));
                 OK
             }
             Err(e) => {

@@ -12,7 +12,7 @@ pub struct Args {
 pub fn run(args: Args) -> u8 {
     match whyfail_engine::schema::schema_json(&args.kind) {
         Some(s) => {
-            print!("{s}");
+            super::emit(s.trim_end_matches('\n'));
             OK
         }
         None => {

@@ -292,7 +292,8 @@ impl Native {
                 };
                 Ok(match x.as_ref() {
                     Native::Text => re.is_match(cx.helper.haystack().as_bytes()),
-                    other => sandbox::text_of(&other.eval(cx)?).is_some_and(|t| re.is_match(t.as_bytes())),
+                    other => sandbox::text_of(&other.eval(cx)?)
+                        .is_some_and(|t| re.is_match(t.as_bytes())),
                 }
                 .into())
             }
