@@ -149,7 +149,7 @@ fn build(w: &mut Walker<'_>, pb: &Playbook, result: WalkResult, res: &mut Resolu
         kind: NodeKind::Symptom,
         outcome: Outcome::Matched,
         detail: None,
-        facts: Vec::new(),
+        facts: Default::default(),
     });
     res.path.extend(result.path);
 
@@ -225,7 +225,7 @@ fn build(w: &mut Walker<'_>, pb: &Playbook, result: WalkResult, res: &mut Resolu
             kind: NodeKind::Action,
             outcome: Outcome::Recommended,
             detail: None,
-            facts: Vec::new(),
+            facts: Default::default(),
         });
     }
     res.disposition = disposition(w, disposition_def, chosen.first(), res.actions.first());

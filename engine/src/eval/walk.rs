@@ -234,7 +234,7 @@ fn step_entry(
         kind,
         outcome,
         detail,
-        facts: facts.to_vec(),
+        facts: facts.clone(),
     }
 }
 
@@ -265,7 +265,7 @@ impl Walker<'_> {
                     kind: NodeKind::Cause,
                     outcome: Outcome::Skipped,
                     detail: None,
-                    facts: Vec::new(),
+                    facts: Default::default(),
                 }),
             }
         }
@@ -315,7 +315,7 @@ impl Walker<'_> {
             kind: NodeKind::Cause,
             outcome: Outcome::Inconclusive,
             detail: None,
-            facts: Vec::new(),
+            facts: Default::default(),
         });
         let routed = via.is_some();
         let mut evidence: Vec<String> = via.into_iter().collect();

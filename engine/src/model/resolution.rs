@@ -125,6 +125,7 @@ pub struct PathStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Event fields and live facts the check read.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub facts: Vec<String>,
+    // Shared with the compiled check: the list is fixed at load time, so no event copies it.
+    #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
+    pub facts: std::sync::Arc<[String]>,
 }
