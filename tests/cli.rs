@@ -108,6 +108,39 @@ fn batch_keeps_order_and_survives_bad_lines() {
 }
 
 #[test]
+fn batch_survives_a_line_that_is_not_utf8() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
+        .args(["diagnose", "--batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = b"{\"error\":{\"status\":429}}\n".to_vec();
+    input.extend_from_slice(b"{\"error\":{\"message\":\"\xff\xfe\"}}\n");
+    input.extend_from_slice(b"{\"event_id\":\"last\",\"error\":{}}\n");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&input)
+        .expect("write");
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(0));
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["line"], 2);
+    assert!(
+        lines[1]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("UTF-8"))
+    );
+    assert_eq!(lines[2]["event_id"], "last");
+}
+
+#[test]
 fn a_bad_single_event_exits_1_with_a_message() {
     let o = whyfail(&["diagnose", "-"], Some(r#"{"event_id": "x"}"#));
     assert_eq!(o.status.code(), Some(1));

@@ -124,11 +124,13 @@ pub fn run(args: Args) -> u8 {
 fn batch(lib: &Library, opts: &Options<'_>, format: Format, reader: &mut dyn BufRead) -> u8 {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut line = String::new();
+    // Lines are read as bytes so one line that is not UTF-8 is that line's error, not the
+    // end of the batch.
+    let mut bytes = Vec::new();
     let mut n = 0usize;
     loop {
-        line.clear();
-        match reader.read_line(&mut line) {
+        bytes.clear();
+        match reader.read_until(b'\n', &mut bytes) {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
@@ -137,13 +139,19 @@ fn batch(lib: &Library, opts: &Options<'_>, format: Format, reader: &mut dyn Buf
             }
         }
         n += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rendered = match diagnose_json(lib, &line, opts) {
+        let line = match std::str::from_utf8(&bytes) {
+            Ok(l) if l.trim().is_empty() => continue,
+            Ok(l) => Ok(l),
+            Err(e) => Err(format!(
+                "the line is not valid UTF-8 (byte {})",
+                e.valid_up_to()
+            )),
+        };
+        let result = line.and_then(|l| diagnose_json(lib, l, opts).map_err(|e| e.to_string()));
+        let rendered = match result {
             Ok(res) => render::render(&res, format, true),
-            Err(e) => {
-                json!({"line": n, "error": {"code": "invalid_event", "message": e.to_string()}})
+            Err(message) => {
+                json!({"line": n, "error": {"code": "invalid_event", "message": message}})
                     .to_string()
             }
         };
