@@ -101,6 +101,76 @@ fn yaml_options() -> Options {
     o
 }
 
+/// Parses one source into a raw playbook, or the diagnostics saying where and why it is not
+/// one: the parser's first error with its exact position, then the shape errors of every other
+/// list item (`steps`, `causes`, `actions`), so an author sees all of them in one run.
+pub fn parse_all(source: &Source) -> Result<RawPlaybook, Vec<Diagnostic>> {
+    let first = match parse(source) {
+        Ok(raw) => return Ok(raw),
+        Err(d) => *d,
+    };
+    let mut out = vec![first];
+    if let Ok(loose) = serde_saphyr::from_str_with_options::<Loose>(&source.text, yaml_options()) {
+        item_errors::<crate::model::playbook::RawStep>(source, "steps", &loose.steps, &mut out);
+        item_errors::<crate::model::playbook::RawCause>(source, "causes", &loose.causes, &mut out);
+        item_errors::<crate::model::playbook::RawAction>(
+            source,
+            "actions",
+            &loose.actions,
+            &mut out,
+        );
+    }
+    Err(out)
+}
+
+/// The file's lists, item by item, without their structure checked.
+#[derive(serde::Deserialize)]
+struct Loose {
+    #[serde(default)]
+    steps: Vec<serde_saphyr::Spanned<serde_json::Value>>,
+    #[serde(default)]
+    causes: Vec<serde_saphyr::Spanned<serde_json::Value>>,
+    #[serde(default)]
+    actions: Vec<serde_saphyr::Spanned<serde_json::Value>>,
+}
+
+/// Checks each item on its own; reports those that do not fit, except the one the parser's
+/// first error is already about. Positions are the item's start (the field is named).
+fn item_errors<T: serde::de::DeserializeOwned>(
+    source: &Source,
+    list: &str,
+    items: &[serde_saphyr::Spanned<serde_json::Value>],
+    out: &mut Vec<Diagnostic>,
+) {
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{list}[{i}]");
+        if out
+            .iter()
+            .any(|d| d.yaml_path == path || d.yaml_path.starts_with(&format!("{path}.")))
+        {
+            continue;
+        }
+        if let Err(e) = serde_json::from_value::<T>(item.value.clone()) {
+            let msg = e.to_string();
+            let code = if msg.starts_with("unknown field") {
+                code::UNKNOWN_FIELD
+            } else if msg.starts_with("missing field") {
+                code::MISSING_FIELD
+            } else {
+                code::INVALID_VALUE
+            };
+            let message = msg.split(", expected").next().unwrap_or(&msg).to_string();
+            let mut d = Diagnostic::error(code, &source.name, message)
+                .at_path(path)
+                .at(item.referenced.line(), item.referenced.column());
+            if let Some(expected) = msg.split(", expected ").nth(1) {
+                d = d.hint(format!("expected {expected}"));
+            }
+            out.push(d);
+        }
+    }
+}
+
 /// Parses one source into a raw playbook, or a diagnostic saying where and why it is not one.
 pub fn parse(source: &Source) -> Result<RawPlaybook, Box<Diagnostic>> {
     if source.text.trim().is_empty() {

@@ -146,9 +146,9 @@ impl Library {
         let mut parsed: Vec<(usize, &Source, RawPlaybook)> = Vec::new();
         for (layer, sources) in layers.iter().enumerate() {
             for src in sources {
-                match load::parse(src) {
+                match load::parse_all(src) {
                     Ok(raw) => parsed.push((layer, src, raw)),
-                    Err(d) => diags.push(*d),
+                    Err(ds) => diags.extend(ds),
                 }
             }
         }
