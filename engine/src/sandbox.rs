@@ -25,7 +25,8 @@ use rhai::{Array, Dynamic, Engine, FuncRegistration, INT, ImmutableString, Map};
 use crate::signals::SignalSet;
 use crate::time;
 
-/// Variables every script sees. Order matters only for documentation.
+/// Variables every script sees. Natively specialised scripts address them by their index in
+/// this list, and `diagnose` pushes them into the scope in this order.
 pub const SCOPE_VARS: &[&str] = &[
     "event",
     "error",

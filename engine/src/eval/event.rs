@@ -11,7 +11,8 @@ use rhai::{Dynamic, Map};
 
 use crate::time;
 
-/// The scope variables, in `SCOPE_VARS` order minus `facts` and `now`.
+/// The event sections scripts see as variables of their own (`oauth` is `connection.oauth`);
+/// `event`, `facts` and `now` complete `SCOPE_VARS`.
 pub(crate) const SECTIONS: [&str; 9] = [
     "error",
     "connection",
