@@ -578,6 +578,67 @@ pub fn engine() -> Engine {
     e
 }
 
+/// A helper as natively specialised scripts call it: the same function the Rhai registration
+/// wraps; `None` when the arguments are not of the types the registration takes (Rhai then
+/// decides, exactly as it would have).
+pub(crate) type NativeHelper = fn(&[Dynamic]) -> Option<Dynamic>;
+
+fn str_arg(v: &Dynamic) -> Option<ImmutableString> {
+    v.read_lock::<ImmutableString>().map(|s| s.clone())
+}
+
+/// Native versions of the helpers, by name and arity. Every one mirrors its registration in
+/// [`register_helpers`] line for line.
+pub(crate) fn native_helper(name: &str, arity: usize) -> Option<NativeHelper> {
+    let f: NativeHelper = match (name, arity) {
+        ("dig", 2) => |a| Some(get_path(&a[0], &str_arg(&a[1])?)),
+        ("contains_ci", 2) => |a| {
+            let needle = str_arg(&a[1])?;
+            Some(
+                text_of(&a[0])
+                    .is_some_and(|t| t.to_lowercase().contains(&needle.to_lowercase()))
+                    .into(),
+            )
+        },
+        ("ts", 1) => |a| Some(opt(time::parse_dynamic(&a[0]))),
+        ("past", 1) => |a| Some(opt(time::parse_dynamic(&a[0]).map(|t| t <= now()))),
+        ("future", 1) => |a| Some(opt(time::parse_dynamic(&a[0]).map(|t| t > now()))),
+        ("seconds_since", 1) => |a| Some(opt(time::parse_dynamic(&a[0]).map(|t| now() - t))),
+        ("seconds_until", 1) => |a| Some(opt(time::parse_dynamic(&a[0]).map(|t| t - now()))),
+        ("now", 0) => |_| Some(now().into()),
+        ("retry_hint", 0) => |_| Some(opt(with_ctx(retry_hint).flatten())),
+        ("message", 0) => |_| Some(with_ctx(best_message).unwrap_or_default().into()),
+        ("url", 1) => |a| Some(parse_url(&a[0])),
+        ("is_private_host", 1) => |a| Some(is_private_host(&str_arg(&a[0])?).into()),
+        ("secret", 1) => |a| Some(describe_secret(&str_arg(&a[0])?)),
+        ("secret_matches", 2) => |a| Some(secret_matches(&str_arg(&a[0])?, &str_arg(&a[1])?)),
+        ("missing", 2) => |a| Some(missing_scopes(&a[0], &a[1])),
+        ("scopes", 1) => |a| {
+            Some(Dynamic::from_array(
+                scope_list(&a[0]).into_iter().map(Dynamic::from).collect(),
+            ))
+        },
+        _ => return None,
+    };
+    Some(f)
+}
+
+fn missing_scopes(required: &Dynamic, granted: &Dynamic) -> Dynamic {
+    if required.is_unit() || granted.is_unit() {
+        return Dynamic::UNIT;
+    }
+    let granted: Vec<String> = scope_list(granted)
+        .into_iter()
+        .map(|s| s.to_lowercase())
+        .collect();
+    let missing: Array = scope_list(required)
+        .into_iter()
+        .filter(|r| !granted.contains(&r.to_lowercase()))
+        .map(Dynamic::from)
+        .collect();
+    missing.into()
+}
+
 /// Helpers that read the current event (or its time) are registered as *volatile*: an
 /// optimizer allowed to fold pure calls on constant arguments at load time (level `Full`)
 /// must never bake in `signal("x")` or `now()` for no event. (`Full` was measured: no gain in
@@ -689,24 +750,9 @@ fn register_helpers(e: &mut Engine) {
     e.register_fn("scopes", |v: Dynamic| -> Array {
         scope_list(&v).into_iter().map(Dynamic::from).collect()
     });
-    e.register_fn(
-        "missing",
-        |required: Dynamic, granted: Dynamic| -> Dynamic {
-            if required.is_unit() || granted.is_unit() {
-                return Dynamic::UNIT;
-            }
-            let granted: Vec<String> = scope_list(&granted)
-                .into_iter()
-                .map(|s| s.to_lowercase())
-                .collect();
-            let missing: Array = scope_list(&required)
-                .into_iter()
-                .filter(|r| !granted.contains(&r.to_lowercase()))
-                .map(Dynamic::from)
-                .collect();
-            missing.into()
-        },
-    );
+    e.register_fn("missing", |required: Dynamic, granted: Dynamic| {
+        missing_scopes(&required, &granted)
+    });
     e.register_fn("join", |a: Array, sep: &str| {
         a.iter().filter_map(text_of).collect::<Vec<_>>().join(sep)
     });

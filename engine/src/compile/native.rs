@@ -55,6 +55,8 @@ pub enum Native {
     /// `text()`, without copying the haystack when it feeds `matches`.
     Text,
     Lower(Box<Native>),
+    /// Any other helper with a native twin (`dig`, `past`, `url`, `secret`, ...).
+    Helper(sandbox::NativeHelper, Box<[Native]>),
 }
 
 /// A `matches()` pattern, compiled (through the shared cache) the first time an event needs
@@ -175,6 +177,14 @@ fn from_call(name: &str, args: &[Expr], operator: bool, signals: &SignalSet) -> 
         ("signal", [Expr::StringConstant(s, _)]) => signals.id(s).map(Native::Signal),
         ("has", [a]) => Some(Native::Has(Box::new(from_expr(a, signals)?))),
         ("header", [Expr::StringConstant(s, _)]) => Some(Native::Header(s.clone())),
+        (_, args) if !operator => {
+            let f = sandbox::native_helper(name, args.len())?;
+            let args = args
+                .iter()
+                .map(|a| from_expr(a, signals))
+                .collect::<Option<_>>()?;
+            Some(Native::Helper(f, args))
+        }
         _ => None,
     }
 }
@@ -302,6 +312,13 @@ impl Native {
                 .map(|s| Dynamic::from(s.to_lowercase()))
                 .unwrap_or(Dynamic::UNIT)),
             Native::Signal(id) => Ok(cx.helper.signal_id(*id).into()),
+            Native::Helper(f, args) => {
+                let values = args
+                    .iter()
+                    .map(|a| a.eval(cx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                f(&values).ok_or(Stop::Fallback)
+            }
             Native::Has(x) => Ok(sandbox::has_value(&x.eval(cx)?).into()),
             Native::Header(name) => Ok(cx.helper.header(name)),
         }
@@ -418,6 +435,17 @@ mod tests {
         "matches(error?.message, `^b(o)+m$`) || matches(text(), `sig_[ab]`)",
         "lower(error?.code) == \"invalid_grant\"",
         "matches(error?.kind, \"^(network|tls)$\")",
+        "dig(error, \"body.error\") == \"invalid_grant\"",
+        "dig(error, 5) == ()",
+        "contains_ci(error?.message, \"BOOM\") || contains_ci(error.code, \"grant\")",
+        "past(connection?.oauth?.access_token_expires_at) == true",
+        "seconds_since(event?.occurred_at) > 3600",
+        "url(connection?.base_url)?.host == \"api.example.com\"",
+        "retry_hint() == 120",
+        "has(dig(error, \"headers.retry-after\"))",
+        "missing(connection?.required_scopes, connection?.granted_scopes) == ()",
+        "secret(\"api_key\").present",
+        "secret_matches(\"api_key\", \"^sk_\") == true",
     ];
 
     const EVENTS: &[&str] = &[
@@ -427,6 +455,7 @@ mod tests {
         r#"{"error":{"status":401.0,"message":"a sig_a b","body":"text body"},"connection":null}"#,
         r#"{"error":{}}"#,
         r#"{"error":{"code":true,"message":""},"connection":{"oauth":7}}"#,
+        r#"{"occurred_at":"2026-11-23T12:00:00Z","error":{"status":401,"message":"Boom","headers":{"Retry-After":"120"}},"connection":{"base_url":"https://API.example.com/v1","required_scopes":["repo"],"granted_scopes":"read:user","oauth":{"access_token_expires_at":"2026-11-23T10:00:00Z"},"secrets":{"api_key":"sk_live_x"}}}"#,
     ];
 
     #[test]
