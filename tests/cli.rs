@@ -7,6 +7,10 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 fn whyfail(args: &[&str], stdin: Option<&str>) -> Output {
+    whyfail_bytes(args, stdin.map(str::as_bytes))
+}
+
+fn whyfail_bytes(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -17,7 +21,7 @@ fn whyfail(args: &[&str], stdin: Option<&str>) -> Output {
         .expect("spawn whyfail");
     let mut pipe = child.stdin.take().expect("stdin");
     if let Some(input) = stdin {
-        pipe.write_all(input.as_bytes()).expect("write stdin");
+        pipe.write_all(input).expect("write stdin");
     }
     drop(pipe);
     child.wait_with_output().expect("wait")
@@ -109,22 +113,10 @@ fn batch_keeps_order_and_survives_bad_lines() {
 
 #[test]
 fn batch_survives_a_line_that_is_not_utf8() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
-        .args(["diagnose", "--batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
     let mut input = b"{\"error\":{\"status\":429}}\n".to_vec();
     input.extend_from_slice(b"{\"error\":{\"message\":\"\xff\xfe\"}}\n");
     input.extend_from_slice(b"{\"event_id\":\"last\",\"error\":{}}\n");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&input)
-        .expect("write");
-    let o = child.wait_with_output().expect("wait");
+    let o = whyfail_bytes(&["diagnose", "--batch", "-"], Some(&input));
     assert_eq!(o.status.code(), Some(0));
     let lines: Vec<Value> = stdout(&o)
         .lines()

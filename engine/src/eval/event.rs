@@ -9,21 +9,8 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Map};
 
+use crate::sandbox::SCOPE_VARS;
 use crate::time;
-
-/// The event sections scripts see as variables of their own (`oauth` is `connection.oauth`);
-/// `event`, `facts` and `now` complete `SCOPE_VARS`.
-pub(crate) const SECTIONS: [&str; 9] = [
-    "error",
-    "connection",
-    "platform",
-    "history",
-    "execution",
-    "workflow",
-    "node",
-    "phase",
-    "oauth",
-];
 
 /// Why an input is not a usable failure event. Never contains event values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,8 +30,9 @@ pub enum EventError {
 pub struct Event {
     /// The whole event (without secrets), shared.
     pub(crate) root: Dynamic,
-    /// Shared sections for the script scope, in [`SECTIONS`] order.
-    pub(crate) sections: [Dynamic; 9],
+    /// The event's sections as script variables, in `SCOPE_VARS` order (`oauth` is
+    /// `connection.oauth`); the `event`, `facts` and `now` slots are filled per diagnosis.
+    sections: Vec<Dynamic>,
     pub(crate) secrets: Arc<[(String, String)]>,
     pub event_id: Option<String>,
     /// `occurred_at` in epoch seconds, when present and parseable.
@@ -97,15 +85,20 @@ impl Event {
                     .map(|s| s.to_string())
             })
             .and_then(|s| time::parse(&s));
-        let mut sections: [Dynamic; 9] = Default::default();
-        for (i, name) in SECTIONS.iter().enumerate().take(8) {
-            if let Some(v) = map.get_mut(*name) {
-                let shared = std::mem::take(v).into_shared();
-                *v = shared.clone();
-                sections[i] = shared;
+        let mut sections = vec![Dynamic::UNIT; SCOPE_VARS.len()];
+        for (slot, name) in sections.iter_mut().zip(SCOPE_VARS) {
+            match *name {
+                "oauth" => *slot = oauth.clone(),
+                "event" | "facts" | "now" => {}
+                _ => {
+                    if let Some(v) = map.get_mut(*name) {
+                        let shared = std::mem::take(v).into_shared();
+                        *v = shared.clone();
+                        *slot = shared;
+                    }
+                }
             }
         }
-        sections[8] = oauth;
         Ok(Event {
             root: Dynamic::from_map(map).into_shared(),
             sections,
@@ -117,7 +110,7 @@ impl Event {
 
     /// A section by name (`error`, `connection`, `oauth`, ...), `()` when absent.
     pub(crate) fn section(&self, name: &str) -> Dynamic {
-        SECTIONS
+        SCOPE_VARS
             .iter()
             .position(|s| *s == name)
             .map(|i| self.sections[i].clone())
@@ -126,13 +119,14 @@ impl Event {
 
     /// Values of the script variables, in `SCOPE_VARS` order.
     pub(crate) fn scope_values(&self, facts: Dynamic, now: i64) -> Vec<Dynamic> {
-        crate::sandbox::SCOPE_VARS
+        SCOPE_VARS
             .iter()
-            .map(|var| match *var {
+            .zip(&self.sections)
+            .map(|(var, section)| match *var {
                 "event" => self.root.clone(),
                 "facts" => facts.clone(),
                 "now" => Dynamic::from(now),
-                other => self.section(other),
+                _ => section.clone(),
             })
             .collect()
     }
@@ -156,7 +150,7 @@ mod tests {
         let e = Event::parse(r#"{"error":{},"connection":{"secrets":{"api_key":"sk_live_abc"},"oauth":{"has_refresh_token":true}}}"#).unwrap();
         assert_eq!(e.secret_values().collect::<Vec<_>>(), vec!["sk_live_abc"]);
         assert!(!e.root.to_string().contains("sk_live_abc"));
-        assert!(e.sections[8].to_string().contains("has_refresh_token"));
+        assert!(e.section("oauth").to_string().contains("has_refresh_token"));
     }
 
     #[test]
