@@ -2,6 +2,7 @@
 //! the CLI's layering (built-in, then `--playbooks` directories), and the output renderers.
 //! Everything that decides anything lives in `whyfail-engine`; this crate parses, calls, renders.
 
+pub mod act;
 pub mod render;
 
 use std::path::Path;

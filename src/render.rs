@@ -26,7 +26,16 @@ pub fn render(res: &Resolution, format: Format, compact: bool) -> String {
     match format {
         Format::Json if compact => serde_json::to_string(res).unwrap_or_default(),
         Format::Json => serde_json::to_string_pretty(res).unwrap_or_default(),
-        Format::Markdown => res.explanation.clone(),
+        Format::Markdown => {
+            let mut md = res.explanation.clone();
+            for a in &res.acted {
+                md.push_str(&format!(
+                    "\n\n**whyfail did:** {} ({}): {}",
+                    a.action, a.status, a.detail
+                ));
+            }
+            md
+        }
         Format::Text => text(res),
     }
 }
@@ -78,6 +87,15 @@ fn text(res: &Resolution) -> String {
         let _ = write!(out, " ({s} s)");
     }
     out.push('\n');
+    // What whyfail did itself; the new credentials are only in the JSON output, never here.
+    for a in &res.acted {
+        let _ = writeln!(out, "acted:       {} {}: {}", a.action, a.status, a.detail);
+    }
+    if res.new_credentials.is_some() {
+        out.push_str(
+            "credentials: new credentials returned in the JSON output (`new_credentials`)\n",
+        );
+    }
     out
 }
 

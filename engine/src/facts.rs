@@ -6,6 +6,7 @@
 //! diagnosis, only when it reaches a check that needs it.
 
 use std::fmt;
+use std::time::Instant;
 
 use rhai::{Dynamic, Map};
 
@@ -33,6 +34,7 @@ impl fmt::Display for FactError {
 pub struct FactRequest<'a> {
     pub(crate) event: &'a Dynamic,
     pub(crate) secrets: &'a [(String, String)],
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl FactRequest<'_> {
@@ -53,10 +55,24 @@ impl FactRequest<'_> {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// When the whole diagnosis must be done; a provider answers by then or gives up.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
 }
 
 /// A source of live facts.
 pub trait FactProvider: Send + Sync {
     /// Fetches one fact (`github.whoami`, `net.tls`, ...) for the event's connection.
     fn fetch(&self, fact: &str, request: &FactRequest<'_>) -> Result<serde_json::Value, FactError>;
+
+    /// Starts fetching facts the walk is about to need, so independent probes run at the same
+    /// time; the later `fetch` calls collect the answers. Providers without concurrency ignore it.
+    fn prefetch(&self, _facts: &[&str], _request: &FactRequest<'_>) {}
+
+    /// Relative cost of a fact (0 for free), so cheaper checks run first.
+    fn cost(&self, _fact: &str) -> u32 {
+        1
+    }
 }

@@ -1,49 +1,23 @@
 //! Live fact providers for whyfail, behind the engine's [`FactProvider`] trait.
 //!
-//! For now this crate holds the fixture provider: canned facts, used by tests and by recorded
-//! cases so a diagnosis that needed live facts can be replayed offline. Network providers
-//! (DNS/TCP/TLS probes, OAuth introspection, whoami endpoints, status pages) come next.
+//! [`LiveProvider`] answers the facts checks declare in `needs:` by probing the real services:
+//! network (`net.*`), OAuth servers (`oauth.*`), whoami endpoints (`whoami`) and status pages
+//! (`status.page`). Every request passes the SSRF [`guard`]; answers are cached per connection
+//! with single-flight, so a burst of failures on one connection makes one probe per fact.
+//! [`FixtureProvider`] serves canned facts for tests and recorded cases.
+//!
+//! [`FactProvider`]: whyfail_engine::FactProvider
 
-use std::collections::BTreeMap;
+pub mod conn;
+pub mod fixture;
+pub mod guard;
+pub mod live;
+pub mod net;
+pub mod oauth;
+pub mod probe;
+pub mod status;
+pub mod whoami;
 
-use whyfail_engine::{FactError, FactProvider, FactRequest};
-
-/// Serves facts from a fixed map; a fact not in the map is an error ("not in the fixture").
-#[derive(Debug, Default, Clone)]
-pub struct FixtureProvider {
-    facts: BTreeMap<String, serde_json::Value>,
-}
-
-impl FixtureProvider {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Builds a provider from a JSON object `{ "fact.name": value, ... }`.
-    pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
-        let obj = value
-            .as_object()
-            .ok_or("fixture facts must be a JSON object of fact name to value")?;
-        Ok(FixtureProvider {
-            facts: obj.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        })
-    }
-
-    pub fn with(mut self, fact: &str, value: serde_json::Value) -> Self {
-        self.facts.insert(fact.to_string(), value);
-        self
-    }
-}
-
-impl FactProvider for FixtureProvider {
-    fn fetch(
-        &self,
-        fact: &str,
-        _request: &FactRequest<'_>,
-    ) -> Result<serde_json::Value, FactError> {
-        self.facts
-            .get(fact)
-            .cloned()
-            .ok_or_else(|| FactError::new(format!("`{fact}` is not in the fixture")))
-    }
-}
+pub use fixture::FixtureProvider;
+pub use guard::Guard;
+pub use live::{LiveConfig, LiveProvider};

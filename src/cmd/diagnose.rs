@@ -2,14 +2,19 @@
 //!
 //! In batch mode every input line gives exactly one output line, in order: a resolution, or
 //! `{"line": N, "error": {...}}` for a line that is not a valid event, and the batch goes on.
+//!
+//! Live checks are on unless `--offline`: facts a check declares in `needs:` are fetched by
+//! the live providers (guarded, cached, within `--deadline`), or served from `--facts FILE`.
 
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use serde_json::json;
 use whyfail::render::{self, Format};
-use whyfail_engine::{Audience, FactProvider, Library, Options, diagnose_json};
-use whyfail_providers::FixtureProvider;
+use whyfail_engine::{Audience, Event, FactProvider, Library, Options, Resolution, diagnose};
+use whyfail_providers::{FixtureProvider, LiveConfig, LiveProvider};
 
 use super::{FOUND_ERRORS, OK, USAGE};
 
@@ -39,6 +44,17 @@ pub struct Args {
     /// Serve live facts from a JSON file (`{"fact.name": value}`) instead of the network.
     #[arg(long, value_name = "FILE")]
     facts: Option<PathBuf>,
+    /// Time budget for live facts per diagnosis, in milliseconds; checks whose facts are not in
+    /// by then are `unknown`.
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    deadline: u64,
+    /// Upper bound for one probe, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2500)]
+    probe_timeout: u64,
+    /// Carry out this action when the diagnosis recommends it (only `refresh_token`); the new
+    /// tokens are returned in `new_credentials`.
+    #[arg(long = "act", value_name = "ACTION", value_parser = clap::builder::PossibleValuesParser::new(whyfail::act::ACTIONS))]
+    act: Vec<String>,
 }
 
 fn parse_audience(s: &str) -> Result<Audience, String> {
@@ -74,16 +90,44 @@ pub fn run(args: Args) -> u8 {
         },
         None => None,
     };
-    // Live network providers are not wired yet: without a fixture every run is offline.
-    let provider: Option<&dyn FactProvider> = if args.offline {
+    let deadline = Duration::from_millis(args.deadline);
+    let live = if args.offline || fixture.is_some() {
         None
     } else {
-        fixture.as_ref().map(|f| f as &dyn FactProvider)
+        match LiveProvider::new(LiveConfig {
+            allow_hosts: args.allow_host.clone(),
+            probe_timeout: Duration::from_millis(args.probe_timeout),
+            ..LiveConfig::default()
+        }) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("whyfail: cannot start the live providers: {e}");
+                return USAGE;
+            }
+        }
     };
-    let _ = &args.allow_host;
+    if !args.act.is_empty() && live.is_none() {
+        eprintln!("whyfail: --act needs live providers (drop --offline and --facts)");
+        return USAGE;
+    }
+    let provider: Option<&dyn FactProvider> = if args.offline {
+        None
+    } else if let Some(f) = &fixture {
+        Some(f)
+    } else {
+        live.as_ref().map(|l| l as &dyn FactProvider)
+    };
     let opts = Options {
         audience: args.audience,
         provider,
+        deadline: Some(deadline),
+    };
+    let run = Run {
+        lib: &lib,
+        opts,
+        live: live.as_ref(),
+        act: &args.act,
+        deadline,
     };
 
     let mut reader = match read_input(&args.input) {
@@ -94,14 +138,14 @@ pub fn run(args: Args) -> u8 {
         }
     };
     if args.batch {
-        batch(&lib, &opts, args.format, reader.as_mut())
+        batch(&run, args.format, reader.as_mut())
     } else {
         let mut text = String::new();
         if let Err(e) = reader.read_to_string(&mut text) {
             eprintln!("whyfail: cannot read `{}`: {e}", args.input);
             return USAGE;
         }
-        match diagnose_json(&lib, &text, &opts) {
+        match run.one(&text) {
             Ok(res) => {
                 super::emit(&render::render(&res, args.format, false));
                 OK
@@ -121,7 +165,29 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
-fn batch(lib: &Library, opts: &Options<'_>, format: Format, reader: &mut dyn BufRead) -> u8 {
+/// What one diagnosis needs, shared by single and batch mode.
+struct Run<'a> {
+    lib: &'a Library,
+    opts: Options<'a>,
+    live: Option<&'a LiveProvider>,
+    act: &'a [String],
+    deadline: Duration,
+}
+
+impl Run<'_> {
+    fn one(&self, json: &str) -> Result<Resolution, whyfail_engine::EventError> {
+        let event = Event::parse(json)?;
+        let mut res = diagnose(self.lib, &event, &self.opts);
+        if let Some(live) = self.live {
+            for a in self.act {
+                whyfail::act::act(a, live, &event, &mut res, self.deadline);
+            }
+        }
+        Ok(res)
+    }
+}
+
+fn batch(run: &Run<'_>, format: Format, reader: &mut dyn BufRead) -> u8 {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     // Lines are read as bytes so one line that is not UTF-8 is that line's error, not the
@@ -147,7 +213,7 @@ fn batch(lib: &Library, opts: &Options<'_>, format: Format, reader: &mut dyn Buf
                 e.valid_up_to()
             )),
         };
-        let result = line.and_then(|l| diagnose_json(lib, l, opts).map_err(|e| e.to_string()));
+        let result = line.and_then(|l| run.one(l).map_err(|e| e.to_string()));
         let rendered = match result {
             Ok(res) => render::render(&res, format, true),
             Err(message) => {

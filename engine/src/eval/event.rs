@@ -131,6 +131,31 @@ impl Event {
             .collect()
     }
 
+    /// What a live provider may read about this event (fields, and secrets for live calls).
+    pub fn fact_request(&self, deadline: Option<std::time::Instant>) -> crate::FactRequest<'_> {
+        crate::FactRequest {
+            event: &self.root,
+            secrets: &self.secrets,
+            deadline,
+        }
+    }
+
+    /// The same event with one secret replaced or added (after whyfail refreshed a token, to
+    /// re-run the failed check with the new one).
+    pub fn with_secret(&self, name: &str, value: &str) -> Event {
+        let mut secrets: Vec<(String, String)> = self
+            .secrets
+            .iter()
+            .filter(|(k, _)| k != name)
+            .cloned()
+            .collect();
+        secrets.push((name.to_string(), value.to_string()));
+        Event {
+            secrets: secrets.into(),
+            ..self.clone()
+        }
+    }
+
     /// Secret values (for scrubbing output); never print these.
     pub(crate) fn secret_values(&self) -> impl Iterator<Item = &str> {
         self.secrets.iter().map(|(_, v)| v.as_str())

@@ -37,6 +37,8 @@ pub struct Options<'a> {
     pub audience: Audience,
     /// Where live facts come from; `None` means offline (checks needing facts are unknown).
     pub provider: Option<&'a dyn FactProvider>,
+    /// How long live facts may take in all; checks whose facts are not in by then are unknown.
+    pub deadline: Option<std::time::Duration>,
 }
 
 /// Diagnoses one JSON event.
@@ -78,6 +80,7 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         provider: opts.provider,
         scrub: &scrub,
         fetched: &mut fetched,
+        deadline: opts.deadline.map(|d| std::time::Instant::now() + d),
     };
 
     let mut fallback: Option<(&Arc<Playbook>, WalkResult)> = None;
@@ -123,6 +126,8 @@ fn finish(
         },
         path: Vec::new(),
         explanation: String::new(),
+        acted: Vec::new(),
+        new_credentials: None,
     };
     if let Some((pb, result)) = walked {
         build(w, pb, result, &mut res);

@@ -40,6 +40,8 @@ pub(crate) struct Walker<'a> {
     pub scrub: &'a Scrubber<'a>,
     /// Facts already fetched (or failed) in this diagnosis: name → error reason if failed.
     pub fetched: &'a mut Vec<(String, Option<String>)>,
+    /// When live facts must have arrived; a probe still running then makes its checks unknown.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Outcome of evaluating one script.
@@ -96,6 +98,49 @@ impl Walker<'_> {
         self.scrub.clean(&out)
     }
 
+    fn request(&self) -> FactRequest<'_> {
+        FactRequest {
+            event: self.event,
+            secrets: self.secrets,
+            deadline: self.deadline,
+        }
+    }
+
+    /// Orders a cause's checks for evaluation: checks that read only the event first (they may
+    /// rule the cause out before any probe runs), then by the cost of the facts they need.
+    fn check_order<'c>(&self, checks: &'c [Check]) -> Vec<&'c Check> {
+        let mut order: Vec<&Check> = checks.iter().collect();
+        order.sort_by_key(|k| {
+            if k.needs.is_empty() {
+                0
+            } else {
+                1 + k
+                    .needs
+                    .iter()
+                    .map(|n| self.provider.map_or(1, |p| p.cost(n)))
+                    .max()
+                    .unwrap_or(0)
+            }
+        });
+        order
+    }
+
+    /// Starts every fact the remaining checks will need, so they are fetched concurrently.
+    fn prefetch(&mut self, checks: &[&Check]) {
+        let Some(p) = self.provider else { return };
+        let mut want: Vec<&str> = Vec::new();
+        for k in checks {
+            for n in &k.needs {
+                if !want.contains(&n.as_str()) && !self.fetched.iter().any(|(f, _)| f == n) {
+                    want.push(n);
+                }
+            }
+        }
+        if want.len() > 1 {
+            p.prefetch(&want, &self.request());
+        }
+    }
+
     fn ensure_facts(&mut self, needs: &[String]) -> Result<(), String> {
         for need in needs {
             if let Some((_, failed)) = self.fetched.iter().find(|(n, _)| n == need) {
@@ -107,10 +152,7 @@ impl Walker<'_> {
             let result = match self.provider {
                 None => Err("live checks are off".to_string()),
                 Some(p) => {
-                    let req = FactRequest {
-                        event: self.event,
-                        secrets: self.secrets,
-                    };
+                    let req = self.request();
                     p.fetch(need, &req).map_err(|e| self.scrub.clean(&e.reason))
                 }
             };
@@ -321,7 +363,18 @@ impl Walker<'_> {
         let mut evidence: Vec<String> = via.into_iter().collect();
         let (mut required, mut passed, mut undecided, mut supported) = (0, 0, 0, 0);
         let mut ruled_out: Option<Option<String>> = None;
-        for check in &c.checks {
+        let live = c.checks.iter().any(|k| !k.needs.is_empty());
+        let ordered: Vec<&Check> = if live {
+            self.check_order(&c.checks)
+        } else {
+            c.checks.iter().collect()
+        };
+        let mut prefetched = false;
+        for (n, check) in ordered.iter().copied().enumerate() {
+            if ruled_out.is_none() && !prefetched && !check.needs.is_empty() {
+                prefetched = true;
+                self.prefetch(&ordered[n..]);
+            }
             if ruled_out.is_some() {
                 st.path.push(step_entry(
                     &check.id,

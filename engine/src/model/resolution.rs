@@ -30,6 +30,27 @@ pub struct Resolution {
     pub path: Vec<PathStep>,
     /// Markdown for a "why did this fail" panel, in the requested audience's voice.
     pub explanation: String,
+    /// Actions whyfail carried out because the caller opted in (`--act refresh_token`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acted: Vec<Acted>,
+    /// SECRET. New credentials from an action whyfail carried out (a refreshed token): store
+    /// them in the connection, never log or display them. Absent unless an action produced some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_credentials: Option<serde_json::Map<String, Value>>,
+}
+
+/// One action whyfail carried out itself.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Acted {
+    /// The action id (`refresh_token`).
+    pub action: String,
+    /// `done`, `failed` or `not_applicable`.
+    pub status: String,
+    /// Whether re-running the failed check with the result succeeded; `null` when it could not
+    /// be re-run.
+    pub verified: Option<bool>,
+    /// What happened, in words (never a secret).
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
