@@ -322,3 +322,76 @@ fn secrets_echoed_by_a_provider_never_reach_the_output() {
     let res = run(&lib, Some(&p), &scope_event(&server.uri()));
     assert!(!serde_json::to_string(&res).unwrap().contains(TOKEN));
 }
+
+#[test]
+fn act_refresh_token_refreshes_verifies_and_returns_the_tokens_apart() {
+    use wiremock::matchers::body_string_contains;
+    const OLD_REFRESH: &str = "rt_OLD_refresh_secret_42";
+    const NEW_ACCESS: &str = "gho_NEW_access_secret_43";
+    let rt = Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/login/oauth/access_token"))
+            .and(body_string_contains("grant_type=refresh_token"))
+            .and(body_string_contains(OLD_REFRESH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "access_token": NEW_ACCESS, "refresh_token": "rt_NEW_refresh_secret_44",
+                "expires_in": 28800, "token_type": "bearer"
+            })))
+            .expect(1)
+            .mount(&s)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/user"))
+            .and(header("authorization", format!("Bearer {NEW_ACCESS}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"login": "octocat"})))
+            .expect(1)
+            .mount(&s)
+            .await;
+        s
+    });
+    let event = json!({
+        "event_id": "act-1",
+        "occurred_at": "2026-11-23T10:00:00Z",
+        "phase": "request",
+        "error": {"kind": "http", "status": 401, "message": "Bad credentials",
+                  "headers": {"www-authenticate": "Bearer error=\"invalid_token\", error_description=\"The access token expired\""}},
+        "connection": {
+            "id": "conn_act", "provider": "github", "auth_type": "oauth2", "base_url": server.uri(),
+            "oauth": {"client_id": "cid", "client_secret_set": true, "has_refresh_token": true,
+                      "token_url": format!("{}/login/oauth/access_token", server.uri()),
+                      "access_token_expires_at": "2026-11-23T09:00:00Z"},
+            "secrets": {"access_token": TOKEN, "refresh_token": OLD_REFRESH, "client_secret": "cs_secret_45"}
+        }
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_whyfail"))
+        .args(["diagnose", "--act", "refresh_token", "--allow-host", "127.0.0.1", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(event.to_string().as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let res: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(res["root_causes"][0]["id"], "access_token_expired", "{stdout}");
+    assert_eq!(res["acted"][0]["action"], "refresh_token");
+    assert_eq!(res["acted"][0]["status"], "done", "{stdout}");
+    assert_eq!(res["acted"][0]["verified"], true);
+    assert_eq!(res["disposition"]["kind"], "retry");
+    assert_eq!(res["new_credentials"]["access_token"], NEW_ACCESS);
+    // The new and old secrets appear nowhere but in `new_credentials`.
+    let mut rest = res.clone();
+    rest.as_object_mut().unwrap().remove("new_credentials");
+    let rest = rest.to_string();
+    for s in [NEW_ACCESS, OLD_REFRESH, TOKEN, "cs_secret_45", "rt_NEW_refresh_secret_44"] {
+        assert!(!rest.contains(s), "{s} leaked: {rest}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(s));
+    }
+    rt.block_on(server.verify());
+}
