@@ -294,6 +294,90 @@ causes:
     );
 }
 
+/// Records what the walk asks for, in order.
+#[derive(Default)]
+struct Recorder {
+    log: std::sync::Mutex<Vec<String>>,
+}
+
+impl FactProvider for Recorder {
+    fn fetch(&self, fact: &str, _req: &FactRequest<'_>) -> Result<Value, FactError> {
+        self.log.lock().unwrap().push(format!("fetch {fact}"));
+        Ok(json!({"ok": true}))
+    }
+    fn prefetch(&self, facts: &[&str], _req: &FactRequest<'_>) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("prefetch {}", facts.join(",")));
+    }
+    fn cost(&self, fact: &str) -> u32 {
+        if fact == "cheap.fact" { 1 } else { 5 }
+    }
+}
+
+#[test]
+fn event_checks_run_first_and_a_causes_facts_start_together() {
+    let l = lib(&format!(
+        r#"
+id: order
+title: Order
+applies_when: "true"
+causes:
+  - id: ruled_out_by_the_event
+    title: The event rules this out before any probe
+    checks:
+      - id: costly_first
+        needs: [costly.fact]
+        expr: facts["costly.fact"].ok
+      - id: event_says_no
+        expr: error.status == 500
+    actions: [fix]
+  - id: probed
+    title: Needs two facts
+    checks:
+      - id: costly
+        needs: [costly.fact]
+        expr: facts["costly.fact"].ok
+      - id: cheap
+        needs: [cheap.fact]
+        expr: facts["cheap.fact"].ok
+      - id: event_says_yes
+        expr: error.status == 403
+    actions: [fix]
+{ACTIONS}"#
+    ));
+    let rec = Recorder::default();
+    let res = diagnose_json(
+        &l,
+        r#"{"error": {"status": 403}}"#,
+        &Options {
+            provider: Some(&rec),
+            ..Options::default()
+        },
+    )
+    .expect("valid");
+    // No probe for the cause the event rules out; the other cause's facts start together,
+    // then are collected cheapest first.
+    assert_eq!(
+        *rec.log.lock().unwrap(),
+        vec![
+            "prefetch cheap.fact,costly.fact".to_string(),
+            "fetch cheap.fact".to_string(),
+            "fetch costly.fact".to_string(),
+        ]
+    );
+    assert_eq!(outcome(&res, "costly_first"), Outcome::Skipped);
+    let order: Vec<&str> = res
+        .path
+        .iter()
+        .filter(|p| ["costly", "cheap", "event_says_yes"].contains(&p.node.as_str()))
+        .map(|p| p.node.as_str())
+        .collect();
+    assert_eq!(order, ["event_says_yes", "cheap", "costly"]);
+    assert_eq!(res.root_causes[0].id, "probed");
+}
+
 #[test]
 fn ranking_actions_and_dispositions() {
     let l = lib(&format!(

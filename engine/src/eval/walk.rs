@@ -142,6 +142,18 @@ impl Walker<'_> {
     }
 
     fn ensure_facts(&mut self, needs: &[String]) -> Result<(), String> {
+        if needs.len() > 1
+            && let Some(p) = self.provider
+        {
+            let want: Vec<&str> = needs
+                .iter()
+                .filter(|n| !self.fetched.iter().any(|(f, _)| f == *n))
+                .map(String::as_str)
+                .collect();
+            if want.len() > 1 {
+                p.prefetch(&want, &self.request());
+            }
+        }
         for need in needs {
             if let Some((_, failed)) = self.fetched.iter().find(|(n, _)| n == need) {
                 if let Some(reason) = failed {
