@@ -344,7 +344,10 @@ fn act_refresh_token_refreshes_verifies_and_returns_the_tokens_apart() {
             .await;
         Mock::given(method("GET"))
             .and(path("/user"))
-            .and(header("authorization", format!("Bearer {NEW_ACCESS}").as_str()))
+            .and(header(
+                "authorization",
+                format!("Bearer {NEW_ACCESS}").as_str(),
+            ))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"login": "octocat"})))
             .expect(1)
             .mount(&s)
@@ -366,20 +369,33 @@ fn act_refresh_token_refreshes_verifies_and_returns_the_tokens_apart() {
         }
     });
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_whyfail"))
-        .args(["diagnose", "--act", "refresh_token", "--allow-host", "127.0.0.1", "-"])
+        .args([
+            "diagnose",
+            "--act",
+            "refresh_token",
+            "--allow-host",
+            "127.0.0.1",
+            "-",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(event.to_string().as_bytes())?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(event.to_string().as_bytes())?;
             c.wait_with_output()
         })
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let res: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(res["root_causes"][0]["id"], "access_token_expired", "{stdout}");
+    assert_eq!(
+        res["root_causes"][0]["id"], "access_token_expired",
+        "{stdout}"
+    );
     assert_eq!(res["acted"][0]["action"], "refresh_token");
     assert_eq!(res["acted"][0]["status"], "done", "{stdout}");
     assert_eq!(res["acted"][0]["verified"], true);
@@ -389,7 +405,13 @@ fn act_refresh_token_refreshes_verifies_and_returns_the_tokens_apart() {
     let mut rest = res.clone();
     rest.as_object_mut().unwrap().remove("new_credentials");
     let rest = rest.to_string();
-    for s in [NEW_ACCESS, OLD_REFRESH, TOKEN, "cs_secret_45", "rt_NEW_refresh_secret_44"] {
+    for s in [
+        NEW_ACCESS,
+        OLD_REFRESH,
+        TOKEN,
+        "cs_secret_45",
+        "rt_NEW_refresh_secret_44",
+    ] {
         assert!(!rest.contains(s), "{s} leaked: {rest}");
         assert!(!String::from_utf8_lossy(&out.stderr).contains(s));
     }

@@ -588,8 +588,9 @@ fn the_tls_probe_settles_a_vague_tls_error_end_to_end() {
         p.not_after = rcgen::date_time_ymd(2020, 1, 1);
         rt.block_on(tls_server(pki.leaf(p)))
     };
-    let wrong_name =
-        rt.block_on(tls_server(pki.leaf(Pki::leaf_params(&["other.example"], "other leaf"))));
+    let wrong_name = rt.block_on(tls_server(
+        pki.leaf(Pki::leaf_params(&["other.example"], "other leaf")),
+    ));
     let untrusted = rt.block_on(tls_server(self_signed(&["localhost"])));
 
     let live = LiveProvider::new(LiveConfig {
