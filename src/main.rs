@@ -2,7 +2,9 @@
 //!
 //! Exit codes (also in the README):
 //! - 0: the command ran (for `diagnose`, whatever the diagnosis; for `check`, no errors);
-//! - 1: `check` found errors in playbooks, or `diagnose` was given an event it cannot read;
+//! - 1: `check` found errors in playbooks, `test` had a failing test (or, with
+//!   `--deny-unreached`, something unreached), `new` found the file exists, or `diagnose` was
+//!   given an event it cannot read;
 //! - 2: usage error, or a file or directory could not be read.
 
 mod cmd;
@@ -27,6 +29,12 @@ enum Command {
     Check(cmd::check::Args),
     /// Print a JSON Schema: playbook, event or resolution.
     Schema(cmd::schema::Args),
+    /// Run playbook tests (`NAME.test.yaml` beside `NAME.yaml`); last line `N passed, M failed`.
+    Test(cmd::test::Args),
+    /// Scaffold a playbook and its tests, which pass `check` and `test` at once.
+    New(cmd::new::Args),
+    /// Draw a playbook's decision graph (Mermaid, DOT or SVG), optionally with an event's path.
+    Graph(cmd::graph::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +43,9 @@ fn main() -> ExitCode {
         Command::Diagnose(a) => cmd::diagnose::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Schema(a) => cmd::schema::run(a),
+        Command::Test(a) => cmd::test::run(a),
+        Command::New(a) => cmd::new::run(a),
+        Command::Graph(a) => cmd::graph::run(a),
     };
     ExitCode::from(code)
 }

@@ -171,6 +171,25 @@ fn item_errors<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Keeps a parsed value's line and column (`value`, `referenced.line()`), for files other than
+/// playbooks that are parsed with [`parse_yaml`] (playbook tests).
+pub use serde_saphyr::Spanned;
+
+/// Parses any YAML document (a playbook test file, say) with the same options and the same
+/// author-facing diagnostics as playbooks: position, stable code, hint, YAML path. Lives here
+/// so that this module stays the only one that knows the YAML crate.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(source: &Source) -> Result<T, Box<Diagnostic>> {
+    if source.text.trim().is_empty() {
+        return Err(Box::new(Diagnostic::error(
+            code::YAML_SYNTAX,
+            &source.name,
+            "the file is empty",
+        )));
+    }
+    serde_saphyr::from_str_with_options::<T>(&source.text, yaml_options())
+        .map_err(|e| Box::new(yaml_diagnostic(&source.name, &source.text, &e)))
+}
+
 /// Parses one source into a raw playbook, or a diagnostic saying where and why it is not one.
 pub fn parse(source: &Source) -> Result<RawPlaybook, Box<Diagnostic>> {
     if source.text.trim().is_empty() {

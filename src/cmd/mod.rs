@@ -2,7 +2,10 @@
 
 pub mod check;
 pub mod diagnose;
+pub mod graph;
+pub mod new;
 pub mod schema;
+pub mod test;
 
 /// Exit code: the command ran and found nothing wrong.
 pub const OK: u8 = 0;
