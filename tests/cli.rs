@@ -202,3 +202,62 @@ fn committed_schemas_are_current() {
         );
     }
 }
+
+#[test]
+fn record_saves_a_replayable_test_without_secrets() {
+    let dir = std::env::temp_dir().join(format!("whyfail-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = "ghp_RecordedSecret0123456789";
+    let event = serde_json::json!({
+        "event_id": "rec-1",
+        "occurred_at": "2026-11-23T10:00:00Z",
+        "error": {"status": 403, "message": format!("Resource not accessible by integration (token {secret})")},
+        "connection": {"id": "c1", "provider": "github", "auth_type": "oauth2",
+                       "base_url": "https://api.github.com", "required_scopes": ["repo"],
+                       "secrets": {"access_token": secret}}
+    });
+    let facts = dir.join("facts.json");
+    std::fs::write(
+        &facts,
+        r#"{"whoami": {"endpoint": "https://api.github.com/user", "scopes": ["gist"], "authenticated": true}}"#,
+    )
+    .unwrap();
+    let dest = dir.join("recorded.test.yaml");
+    let args = [
+        "diagnose",
+        "--facts",
+        facts.to_str().unwrap(),
+        "--record",
+        dest.to_str().unwrap(),
+        "-",
+    ];
+    let out = whyfail(&args, Some(&event.to_string()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(res["root_causes"][0]["id"], "scope_missing");
+
+    let text = std::fs::read_to_string(&dest).unwrap();
+    assert!(!text.contains("RecordedSecret"), "{text}");
+    assert!(
+        text.contains("ghp_XxxxxxxxXxxxxx0000000000"),
+        "shape kept: {text}"
+    );
+    assert!(text.contains("\"gist\""), "the fact is in the test: {text}");
+    // Replayed offline by `whyfail test`, it gives the same answer.
+    let replay = whyfail(&["test", dest.to_str().unwrap()], None);
+    assert!(
+        stdout(&replay).ends_with("1 passed, 0 failed\n"),
+        "{}{}",
+        stdout(&replay),
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    // Never overwrites.
+    let again = whyfail(&args, Some(&event.to_string()));
+    assert_eq!(again.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,9 +15,11 @@ pub mod live;
 pub mod net;
 pub mod oauth;
 pub mod probe;
+pub mod record;
 pub mod status;
 pub mod whoami;
 
 pub use fixture::FixtureProvider;
 pub use guard::Guard;
 pub use live::{LiveConfig, LiveProvider};
+pub use record::RecordingProvider;

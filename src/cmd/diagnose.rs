@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 use whyfail::render::{self, Format};
 use whyfail_engine::{Audience, Event, FactProvider, Library, Options, Resolution, diagnose};
-use whyfail_providers::{FixtureProvider, LiveConfig, LiveProvider};
+use whyfail_providers::{FixtureProvider, LiveConfig, LiveProvider, RecordingProvider};
 
 use super::{FOUND_ERRORS, OK, USAGE};
 
@@ -55,6 +55,9 @@ pub struct Args {
     /// tokens are returned in `new_credentials`.
     #[arg(long = "act", value_name = "ACTION", value_parser = clap::builder::PossibleValuesParser::new(whyfail::act::ACTIONS))]
     act: Vec<String>,
+    /// Save the event (secrets masked) and every live fact fetched as a `whyfail test` case.
+    #[arg(long, value_name = "FILE", conflicts_with = "batch")]
+    record: Option<PathBuf>,
 }
 
 fn parse_audience(s: &str) -> Result<Audience, String> {
@@ -128,7 +131,17 @@ pub fn run(args: Args) -> u8 {
         live: live.as_ref(),
         act: &args.act,
         deadline,
+        record_failed: std::cell::Cell::new(false),
     };
+    if let Some(dest) = &args.record
+        && dest.exists()
+    {
+        eprintln!(
+            "whyfail: `{}` exists; --record writes a new test file",
+            dest.display()
+        );
+        return USAGE;
+    }
 
     let mut reader = match read_input(&args.input) {
         Ok(r) => r,
@@ -145,10 +158,14 @@ pub fn run(args: Args) -> u8 {
             eprintln!("whyfail: cannot read `{}`: {e}", args.input);
             return USAGE;
         }
-        match run.one(&text) {
+        let result = match &args.record {
+            Some(dest) => run.recorded(&text, dest),
+            None => run.one(&text),
+        };
+        match result {
             Ok(res) => {
                 super::emit(&render::render(&res, args.format, false));
-                OK
+                if run.record_failed.get() { USAGE } else { OK }
             }
             Err(e) => {
                 eprintln!(
@@ -172,6 +189,7 @@ struct Run<'a> {
     live: Option<&'a LiveProvider>,
     act: &'a [String],
     deadline: Duration,
+    record_failed: std::cell::Cell<bool>,
 }
 
 impl Run<'_> {
@@ -182,6 +200,39 @@ impl Run<'_> {
             for a in self.act {
                 whyfail::act::act(a, live, &event, &mut res, self.deadline);
             }
+        }
+        Ok(res)
+    }
+}
+
+impl Run<'_> {
+    /// Diagnoses through a recording provider, then writes the test file.
+    fn recorded(
+        &self,
+        json: &str,
+        dest: &std::path::Path,
+    ) -> Result<Resolution, whyfail_engine::EventError> {
+        let event = Event::parse(json)?;
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| whyfail_engine::EventError::Json(e.to_string()))?;
+        let recorder = RecordingProvider::new(self.opts.provider);
+        let opts = Options {
+            provider: Some(&recorder),
+            ..self.opts
+        };
+        let mut res = diagnose(self.lib, &event, &opts);
+        if let Some(live) = self.live {
+            for a in self.act {
+                whyfail::act::act(a, live, &event, &mut res, self.deadline);
+            }
+        }
+        let text = whyfail::record::test_file(&value, &res, &recorder.recorded());
+        // The diagnosis is still printed; a test file that cannot be written fails the command.
+        if let Err(e) = std::fs::write(dest, text) {
+            eprintln!("whyfail: cannot write `{}`: {e}", dest.display());
+            self.record_failed.set(true);
+        } else {
+            eprintln!("whyfail: recorded as a test in {}", dest.display());
         }
         Ok(res)
     }
