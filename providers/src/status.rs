@@ -77,12 +77,20 @@ async fn status(cx: Arc<Ctx>) -> ProbeResult {
         .await?;
     let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
     if !(200..300).contains(&r.status) {
+        // Redirects are not followed (the target was never checked by the guard); say where
+        // it points so the URL can be fixed.
+        let to = r
+            .redirect()
+            .map(|l| format!(" (a redirect to {l}, not followed)"))
+            .unwrap_or_default();
         return Err(FactError::new(format!(
-            "the status page {shown} answered HTTP {}",
+            "the status page {shown} answered HTTP {}{to}",
             r.status
         )));
     }
-    let body = r.json()?;
+    let body = r.json().map_err(|e| {
+        FactError::new(format!("{shown} is not a Statuspage summary: {}", e.reason))
+    })?;
     let indicator = body
         .pointer("/status/indicator")
         .and_then(Value::as_str)

@@ -122,6 +122,27 @@ fn url_at(base: &Url, path: &str) -> Result<Url, FactError> {
     join(base, path).ok_or_else(|| FactError::new(format!("cannot build a URL from {base}")))
 }
 
+/// Whether a base URL names only a host (`https://slack.com`), not an API root under it.
+fn is_root(u: &Url) -> bool {
+    u.path().trim_matches('/').is_empty()
+}
+
+/// `base` without any of `suffixes` at the end of its path (`/api/v4`, `/rest/api/3`), so a base
+/// URL given with or without the API prefix leads to the same place.
+fn strip_suffix(base: &Url, suffixes: &[&str]) -> Url {
+    let mut r = base.clone();
+    let mut p = r.path().trim_end_matches('/');
+    for s in suffixes {
+        if let Some(rest) = p.strip_suffix(s) {
+            p = rest;
+            break;
+        }
+    }
+    let p = p.to_string();
+    r.set_path(&p);
+    r
+}
+
 /// Adds the connection's credentials the way it is configured to send them.
 fn authorize(
     req: reqwest::RequestBuilder,
@@ -134,7 +155,7 @@ fn authorize(
             .as_deref()
             .ok_or_else(|| FactError::new("the connection has no api_key secret to try"))?;
         let header = conn.api_key_header.as_deref().unwrap_or("Authorization");
-        let value = match conn.api_key_prefix.as_deref() {
+        let value = match conn.api_key_prefix.as_deref().map(str::trim) {
             Some(p) if !p.is_empty() => format!("{p} {key}"),
             _ if header.eq_ignore_ascii_case("authorization") => format!("Bearer {key}"),
             _ => key.to_string(),
@@ -156,32 +177,74 @@ fn split_scopes(v: &str) -> Vec<String> {
         .collect()
 }
 
+/// Scopes from a JSON `scope` / `scopes` member: an array, or a space/comma separated string.
+fn scopes_in(b: &Value) -> Option<Vec<String>> {
+    b.get("scope").or(b.get("scopes")).and_then(|s| match s {
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+        ),
+        Value::String(s) => Some(split_scopes(s)),
+        _ => None,
+    })
+}
+
+/// Seconds until a rate-limit reset: epoch seconds (GitHub, GitLab), seconds from now when the
+/// number is small (some APIs send a delta), or an ISO 8601 time (Atlassian).
+fn reset_seconds(v: &str, now: jiff::Timestamp) -> Option<u64> {
+    let v = v.trim();
+    let secs = if let Ok(n) = v.parse::<f64>() {
+        if !n.is_finite() {
+            return None;
+        }
+        if n >= 1e9 {
+            n - now.as_second() as f64
+        } else {
+            n
+        }
+    } else {
+        let t = v.parse::<jiff::Timestamp>().ok()?;
+        (t.as_second() - now.as_second()) as f64
+    };
+    Some(secs.max(0.0).ceil() as u64)
+}
+
 struct Answer {
     endpoint: String,
     status: u16,
+    /// The call succeeded with these credentials. False for anything else, including answers
+    /// that say nothing about them (a rate limit, a redirect, a 5xx): `rate_limited` and
+    /// `status` tell those apart.
     authenticated: bool,
     identity: Option<String>,
     scopes: Option<Vec<String>>,
     sso_required: bool,
     sso_url: Option<String>,
+    rate_limited: bool,
     retry_after: Option<u64>,
+    redirect: Option<String>,
     error: Option<String>,
 }
 
 impl Answer {
     fn from(url: &Url, r: &Fetched) -> Answer {
-        let retry_after = (r.status == 429 || r.header("x-ratelimit-remaining") == Some("0"))
-            .then(|| {
-                r.header("retry-after")
-                    .and_then(|v| retry_after_seconds(v, jiff::Timestamp::now()))
-                    .or_else(|| {
-                        r.header("x-ratelimit-reset")
-                            .and_then(|v| v.trim().parse::<i64>().ok())
-                            .map(|t| (t - jiff::Timestamp::now().as_second()).max(0) as u64)
-                    })
-                    .or(Some(60))
-            })
-            .flatten();
+        let now = jiff::Timestamp::now();
+        let first = |names: &[&str]| names.iter().find_map(|n| r.header(n));
+        let exhausted = first(&["x-ratelimit-remaining", "ratelimit-remaining"])
+            .is_some_and(|v| v.trim() == "0");
+        let retry = r
+            .header("retry-after")
+            .and_then(|v| retry_after_seconds(v, now));
+        let reset =
+            first(&["x-ratelimit-reset", "ratelimit-reset"]).and_then(|v| reset_seconds(v, now));
+        // GitHub answers a spent primary limit with 403 (or 429) and `x-ratelimit-remaining: 0`,
+        // a secondary limit with 403 and `Retry-After`.
+        let rate_limited = r.status == 429 || (r.status == 403 && (exhausted || retry.is_some()));
+        // A 2xx that spent the last call still tells us when the next one may go.
+        let retry_after = (rate_limited || exhausted).then(|| retry.or(reset).unwrap_or(60));
         Answer {
             endpoint: format!("{}{}", url.origin().ascii_serialization(), url.path()),
             status: r.status,
@@ -190,25 +253,50 @@ impl Answer {
             scopes: None,
             sso_required: false,
             sso_url: None,
+            rate_limited,
             retry_after,
+            redirect: r.redirect().map(str::to_string),
             error: None,
         }
     }
 
     fn into_fact(self, kind: Kind, cx: &Ctx) -> Value {
-        json!({
+        let status = self.status;
+        let error = self.error.or_else(|| match status {
+            200..=299 => None,
+            401 => Some("unauthorized".into()),
+            _ if self.rate_limited => Some(format!("rate limited (HTTP {status})")),
+            _ => Some(match &self.redirect {
+                Some(to) => format!("HTTP {status}: redirected to {to} (not followed)"),
+                None => format!("HTTP {status}"),
+            }),
+        });
+        let mut fact = json!({
             "provider": kind.name(),
             "endpoint": self.endpoint,
-            "status": self.status,
+            "status": status,
             "authenticated": self.authenticated,
-            "identity": self.identity.map(|s| cx.scrub(&s)),
+            "identity": self.identity,
             "scopes": self.scopes,
             "sso_required": self.sso_required,
             "sso_url": self.sso_url,
-            "rate_limited": self.retry_after.is_some() && self.status == 429,
+            "rate_limited": self.rate_limited,
             "retry_after_seconds": self.retry_after,
-            "error": self.error.map(|s| cx.scrub(&s)),
-        })
+            // Scrubbed before it is cut short, so no prefix of a secret survives the cut.
+            "error": error.map(|s| cx.scrub(&s).chars().take(300).collect::<String>()),
+        });
+        scrub_all(cx, &mut fact);
+        fact
+    }
+}
+
+/// Scrubs every string of a fact: providers echo tokens in bodies, headers and redirects.
+fn scrub_all(cx: &Ctx, v: &mut Value) {
+    match v {
+        Value::String(s) => *s = cx.scrub(s),
+        Value::Array(items) => items.iter_mut().for_each(|i| scrub_all(cx, i)),
+        Value::Object(m) => m.values_mut().for_each(|i| scrub_all(cx, i)),
+        _ => {}
     }
 }
 
@@ -220,7 +308,8 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     cur.as_str()
 }
 
-/// The provider's error wording from a JSON body, in the shapes the big APIs use.
+/// The provider's error wording from a JSON body, in the shapes the big APIs use. Not cut
+/// short here: the fact scrubs it first.
 fn body_error(v: &Value) -> Option<String> {
     str_at(v, &["error", "message"])
         .or_else(|| str_at(v, &["error", "code"]))
@@ -232,15 +321,58 @@ fn body_error(v: &Value) -> Option<String> {
                 .and_then(|m| m.get(0))
                 .and_then(Value::as_str)
         })
-        .map(|s| s.chars().take(300).collect())
+        .map(str::to_string)
+}
+
+/// Who a generic API says the caller is, from the member names APIs commonly use.
+fn generic_identity(b: &Value) -> Option<String> {
+    const NAMES: [&str; 7] = [
+        "email",
+        "username",
+        "login",
+        "preferred_username",
+        "user",
+        "name",
+        "sub",
+    ];
+    [Some(b), b.get("user"), b.get("data")]
+        .into_iter()
+        .flatten()
+        .find_map(|o| NAMES.iter().find_map(|n| str_at(o, &[*n])))
+        .map(str::to_string)
+}
+
+/// Google's own API hosts, where the tokeninfo endpoint is the official one whatever API the
+/// connection's base URL names (`https://www.googleapis.com/gmail/v1`, `sheets.googleapis.com`).
+fn is_google_api(u: &Url) -> bool {
+    u.scheme() == "https"
+        && u.host_str().is_some_and(|h| {
+            let h = h.trim_end_matches('.').to_ascii_lowercase();
+            h == "googleapis.com" || h.ends_with(".googleapis.com")
+        })
 }
 
 async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
     let kind = forced.unwrap_or_else(|| Kind::of(&cx.conn.provider));
     let conn = &cx.conn;
     let http = &cx.env.http;
-    let (base, creds) = base(conn, kind)?;
-    let mut a = match kind {
+    let (base, creds) = if kind == Kind::Generic {
+        // `connection.whoami_url`, else the base URL; credentials go to it only if it is on
+        // one of the connection's own origins (`Ctx::send` checks).
+        let url = conn
+            .whoami_url
+            .clone()
+            .or_else(|| conn.base_url.clone())
+            .ok_or_else(|| {
+                FactError::new(
+                    "the connection has neither a whoami_url nor a base_url to ask who it is",
+                )
+            })?;
+        (url, Creds::Attached)
+    } else {
+        base(conn, kind)?
+    };
+    let a = match kind {
         Kind::GitHub => {
             let url = url_at(&base, "user")?;
             let req = http
@@ -256,8 +388,12 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
             // Fine-grained tokens send no X-OAuth-Scopes: unknown, not "none".
             a.scopes = r.header("x-oauth-scopes").map(split_scopes);
             if let Some(sso) = r.header("x-github-sso") {
-                a.sso_required = sso.starts_with("required");
-                a.sso_url = sso.split("url=").nth(1).map(|u| u.trim().to_string());
+                a.sso_required = sso.trim_start().starts_with("required");
+                a.sso_url = sso
+                    .split("url=")
+                    .nth(1)
+                    .map(|u| u.split(';').next().unwrap_or(u).trim().to_string())
+                    .filter(|u| !u.is_empty());
             }
             a.error = (!a.authenticated)
                 .then(|| body.as_ref().and_then(body_error))
@@ -265,22 +401,45 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
             a
         }
         Kind::Slack => {
-            let url = url_at(&base, "auth.test")?;
+            // `https://slack.com` and `https://slack.com/api` both name the Web API.
+            let path = if is_root(&base) {
+                "api/auth.test"
+            } else {
+                "auth.test"
+            };
+            let url = url_at(&base, path)?;
             let req = http
                 .post(url.clone())
                 .header("content-type", "application/x-www-form-urlencoded");
             let r = cx.send(authorize(req, conn)?, creds).await?;
             let mut a = Answer::from(&url, &r);
-            let body = r.json()?;
-            // Slack answers 200 with `ok: false` for bad tokens.
-            a.authenticated = a.authenticated && body.get("ok") == Some(&Value::Bool(true));
-            a.identity = str_at(&body, &["user"]).map(str::to_string);
             a.scopes = r.header("x-oauth-scopes").map(split_scopes);
-            a.error = str_at(&body, &["error"]).map(str::to_string);
+            match r.json() {
+                Ok(body) => {
+                    // Slack answers 200 with `ok: false` for bad tokens.
+                    let ok = body.get("ok") == Some(&Value::Bool(true));
+                    a.authenticated = a.authenticated && ok;
+                    if ok {
+                        a.identity = str_at(&body, &["user"]).map(str::to_string);
+                    } else {
+                        a.error = str_at(&body, &["error"]).map(str::to_string);
+                    }
+                    if a.error.as_deref() == Some("ratelimited") {
+                        a.rate_limited = true;
+                        a.retry_after.get_or_insert(60);
+                    }
+                }
+                // A 2xx that is not JSON says nothing about the token; a rate limit or an
+                // outage may come with any body and is still a fact.
+                Err(e) if a.authenticated => return Err(e),
+                Err(_) => {}
+            }
             a
         }
         Kind::Microsoft => {
-            let url = url_at(&base, "me")?;
+            // `https://graph.microsoft.com` names no API version; v1.0 is the stable one.
+            let path = if is_root(&base) { "v1.0/me" } else { "me" };
+            let url = url_at(&base, path)?;
             let r = cx
                 .send(authorize(http.get(url.clone()), conn)?, creds)
                 .await?;
@@ -293,17 +452,42 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
             a.error = (!a.authenticated)
                 .then(|| body.as_ref().and_then(body_error))
                 .flatten();
-            // Graph does not list scopes; its access tokens carry them in the `scp` claim.
+            // Graph does not list scopes; its access tokens carry them in the `scp` claim
+            // (delegated) or the `roles` claim (application permissions).
             a.scopes = conn
                 .secrets
                 .access_token
                 .as_deref()
                 .and_then(crate::oauth::decode_jwt_claims)
-                .and_then(|c| c.get("scp").and_then(Value::as_str).map(split_scopes));
+                .and_then(|c| {
+                    c.get("scp")
+                        .and_then(Value::as_str)
+                        .map(split_scopes)
+                        .or_else(|| {
+                            c.get("roles").and_then(Value::as_array).map(|r| {
+                                r.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_string)
+                                    .collect()
+                            })
+                        })
+                });
             a
         }
         Kind::Google => {
-            let url = url_at(&base, "oauth2/v3/tokeninfo")?;
+            // Tokeninfo lives on www.googleapis.com whichever Google API the connection uses.
+            let (url, creds) = if creds == Creds::Attached && is_google_api(&base) {
+                (
+                    url_at(
+                        &Url::parse("https://www.googleapis.com")
+                            .map_err(|e| FactError::new(e.to_string()))?,
+                        "oauth2/v3/tokeninfo",
+                    )?,
+                    Creds::Official,
+                )
+            } else {
+                (url_at(&base, "oauth2/v3/tokeninfo")?, creds)
+            };
             let token = conn.secrets.access_token.as_deref().ok_or_else(|| {
                 FactError::new("the connection has no access_token secret to try")
             })?;
@@ -319,7 +503,10 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
             let mut a = Answer::from(&url, &r);
             let body = r.json().ok();
             if let Some(b) = &body {
-                a.identity = str_at(b, &["email"]).map(str::to_string);
+                // `email` only with the email scope; `sub` always.
+                a.identity = str_at(b, &["email"])
+                    .or(str_at(b, &["sub"]))
+                    .map(str::to_string);
                 a.scopes = str_at(b, &["scope"]).map(split_scopes);
                 a.error = (!a.authenticated).then(|| body_error(b)).flatten();
             }
@@ -327,16 +514,7 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
         }
         Kind::GitLab => {
             // Self-managed base URLs are given with or without the `/api/v4` suffix.
-            let root = {
-                let mut r = base.clone();
-                let p = r
-                    .path()
-                    .trim_end_matches('/')
-                    .trim_end_matches("/api/v4")
-                    .to_string();
-                r.set_path(&p);
-                r
-            };
+            let root = strip_suffix(&base, &["/api/v4"]);
             let url = url_at(&root, "api/v4/user")?;
             let r = cx
                 .send(authorize(http.get(url.clone()), conn)?, creds)
@@ -350,7 +528,9 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
             a.error = (!a.authenticated)
                 .then(|| body.as_ref().and_then(body_error))
                 .flatten();
-            if a.authenticated {
+            // A 403 `insufficient_scope` is a valid token missing a scope: exactly when its
+            // scopes matter.
+            if a.authenticated || (r.status == 403 && !a.rate_limited) {
                 // OAuth tokens describe themselves at /oauth/token/info; personal access tokens
                 // at /api/v4/personal_access_tokens/self.
                 let info = if conn.auth_type == "oauth2" {
@@ -359,31 +539,23 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
                     url_at(&root, "api/v4/personal_access_tokens/self")?
                 };
                 if let Ok(r2) = cx.send(authorize(http.get(info), conn)?, creds).await
+                    && (200..300).contains(&r2.status)
                     && let Ok(b) = r2.json()
                 {
-                    a.scopes = b.get("scope").or(b.get("scopes")).and_then(|s| match s {
-                        Value::Array(items) => Some(
-                            items
-                                .iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_string)
-                                .collect(),
-                        ),
-                        Value::String(s) => Some(split_scopes(s)),
-                        _ => None,
-                    });
+                    a.scopes = scopes_in(&b);
                 }
             }
             a
         }
         Kind::Jira => {
-            // Jira Data Center speaks REST v2; Jira Cloud v3.
+            // Jira Data Center speaks REST v2; Jira Cloud v3. A base URL may already name one.
+            let root = strip_suffix(&base, &["/rest/api/2", "/rest/api/3", "/rest/api/latest"]);
             let path = if conn.deployment_mode == "self_hosted" {
                 "rest/api/2/myself"
             } else {
                 "rest/api/3/myself"
             };
-            let url = url_at(&base, path)?;
+            let url = url_at(&root, path)?;
             let r = cx
                 .send(
                     authorize(http.get(url.clone()), conn)?.header("accept", "application/json"),
@@ -406,19 +578,27 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
             a
         }
         Kind::Generic => {
-            let url = conn.whoami_url.clone().unwrap_or(base);
+            let url = base;
             let r = cx
-                .send(authorize(http.get(url.clone()), conn)?, creds)
+                .send(
+                    authorize(http.get(url.clone()), conn)?.header("accept", "application/json"),
+                    creds,
+                )
                 .await?;
             let mut a = Answer::from(&url, &r);
+            let body = r.json().ok();
+            a.scopes = r
+                .header("x-oauth-scopes")
+                .map(split_scopes)
+                .or_else(|| body.as_ref().and_then(scopes_in));
+            if a.authenticated {
+                a.identity = body.as_ref().and_then(generic_identity);
+            }
             a.error = (!a.authenticated)
-                .then(|| r.json().ok().as_ref().and_then(body_error))
+                .then(|| body.as_ref().and_then(body_error))
                 .flatten();
             a
         }
     };
-    if a.status == 401 && a.error.is_none() {
-        a.error = Some("unauthorized".into());
-    }
     Ok(a.into_fact(kind, &cx))
 }
