@@ -27,7 +27,7 @@ fn live(allow: &[&str], probe_timeout: Duration) -> LiveProvider {
         probe_timeout,
         ..LiveConfig::default()
     })
-    .unwrap()
+    .expect("live provider")
 }
 
 /// A 403 from GitHub whose connection record has no `granted_scopes`.
@@ -46,7 +46,7 @@ fn scope_event(base: &str) -> Value {
 }
 
 fn run(lib: &Library, provider: Option<&dyn FactProvider>, event: &Value) -> Resolution {
-    let e = Event::parse(&event.to_string()).unwrap();
+    let e = Event::parse(&event.to_string()).expect("event");
     diagnose(
         lib,
         &e,

@@ -302,13 +302,13 @@ struct Recorder {
 
 impl FactProvider for Recorder {
     fn fetch(&self, fact: &str, _req: &FactRequest<'_>) -> Result<Value, FactError> {
-        self.log.lock().unwrap().push(format!("fetch {fact}"));
+        self.log.lock().expect("log").push(format!("fetch {fact}"));
         Ok(json!({"ok": true}))
     }
     fn prefetch(&self, facts: &[&str], _req: &FactRequest<'_>) {
         self.log
             .lock()
-            .unwrap()
+            .expect("log")
             .push(format!("prefetch {}", facts.join(",")));
     }
     fn cost(&self, fact: &str) -> u32 {
