@@ -5,6 +5,7 @@
 pub mod act;
 pub mod record;
 pub mod render;
+pub mod serve;
 
 use std::path::Path;
 

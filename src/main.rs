@@ -35,6 +35,8 @@ enum Command {
     New(cmd::new::Args),
     /// Draw a playbook's decision graph (Mermaid, DOT or SVG), optionally with an event's path.
     Graph(cmd::graph::Args),
+    /// Serve the diagnosis API over HTTP (bearer token from WHYFAIL_TOKEN or --token-file).
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd::test::run(a),
         Command::New(a) => cmd::new::run(a),
         Command::Graph(a) => cmd::graph::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     ExitCode::from(code)
 }

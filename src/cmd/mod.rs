@@ -5,6 +5,7 @@ pub mod diagnose;
 pub mod graph;
 pub mod new;
 pub mod schema;
+pub mod serve;
 pub mod test;
 
 /// Exit code: the command ran and found nothing wrong.
