@@ -131,3 +131,50 @@ fn diagnostics_render_with_position_code_and_hint() {
         ]
     );
 }
+
+/// Snapshots of what `whyfail check` prints for each broken playbook (the header line, the
+/// quoted line with the offending token underlined, the hint), in `NAME.check.txt` beside it.
+/// After an intended change: `WHYFAIL_BLESS=1 cargo test --test diagnostics`.
+#[test]
+fn check_messages_match_their_snapshots() {
+    let bless = std::env::var_os("WHYFAIL_BLESS").is_some();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(broken_dir())
+        .expect("broken dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| load::is_playbook_file(p))
+        .collect();
+    files.sort();
+    let mut stale = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .expect("under the crate")
+            .to_string_lossy()
+            .into_owned();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_whyfail"))
+            .args(["check", &rel])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run whyfail check");
+        assert_eq!(out.status.code(), Some(1), "{rel} must fail check");
+        let got = format!(
+            "{}{}\n",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        );
+        let snap = f.with_extension("check.txt");
+        if bless {
+            std::fs::write(&snap, &got).expect("write snapshot");
+            continue;
+        }
+        let want = std::fs::read_to_string(&snap).unwrap_or_default();
+        if want != got {
+            stale.push(format!("--- {}\n{want}+++ got\n{got}", snap.display()));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "check messages differ from their snapshots (bless with WHYFAIL_BLESS=1):\n{}",
+        stale.join("\n")
+    );
+}

@@ -129,6 +129,71 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// The diagnostic as [`Display`](fmt::Display) prints it, with the offending line of
+    /// `source` (the file's text) quoted and the offending token underlined, the way compilers
+    /// show it:
+    ///
+    /// ```text
+    /// pb.yaml:9:15: error[unknown_action]: unknown action `reconect` (at `causes[0].actions[0]`)
+    ///    |
+    ///  9 |     actions: [reconect]
+    ///    |               ^^^^^^^^
+    ///   hint: did you mean `reconnect`?
+    /// ```
+    pub fn render_with_source(&self, source: &str) -> String {
+        let plain = self.to_string();
+        let (Some(line), Some(col)) = (self.line, self.column) else {
+            return plain;
+        };
+        let Some(text) = source.lines().nth(line.saturating_sub(1) as usize) else {
+            return plain;
+        };
+        let (head, hint) = match plain.split_once("\n  hint: ") {
+            Some((h, rest)) => (h.to_string(), Some(rest.to_string())),
+            None => (plain, None),
+        };
+        // Columns count characters; tabs are shown as one space so the caret lines up.
+        let chars: Vec<char> = text
+            .chars()
+            .map(|c| if c == '\t' { ' ' } else { c })
+            .collect();
+        let start = (col.saturating_sub(1) as usize).min(chars.len());
+        let width = underline_width(&chars[start..]);
+        let gutter = line.to_string().len();
+        let mut out = head;
+        out.push_str(&format!("\n{:gutter$} |", ""));
+        out.push_str(&format!(
+            "\n{line} | {}",
+            chars.iter().collect::<String>().trim_end()
+        ));
+        out.push_str(&format!(
+            "\n{:gutter$} | {}{}",
+            "",
+            " ".repeat(start),
+            "^".repeat(width)
+        ));
+        if let Some(h) = hint {
+            out.push_str(&format!("\n  hint: {h}"));
+        }
+        out
+    }
+}
+
+/// How many characters of the offending token to underline: a quoted scalar to its closing
+/// quote, otherwise up to the next separator; at least one.
+fn underline_width(rest: &[char]) -> usize {
+    let n = match rest.first() {
+        None => 0,
+        Some(q @ ('"' | '\'')) => rest[1..].iter().position(|c| c == q).map_or(1, |i| i + 2),
+        Some(_) => rest
+            .iter()
+            .position(|c| c.is_whitespace() || matches!(c, ',' | ']' | '}' | '#'))
+            .unwrap_or(rest.len()),
+    };
+    n.clamp(1, 80)
+}
+
 /// The closest candidate to `wanted`, if one is close enough to be a plausible typo.
 pub fn closest<'a, I>(wanted: &str, candidates: I) -> Option<&'a str>
 where

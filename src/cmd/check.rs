@@ -52,8 +52,18 @@ pub fn run(args: Args) -> u8 {
             super::emit(&serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Format::Text => {
+            // Quote the offending line from the file when it can be read (built-in playbooks
+            // and vanished files are reported without it).
+            let mut sources: std::collections::HashMap<String, Option<String>> =
+                std::collections::HashMap::new();
             for d in &diags {
-                eprintln!("{d}");
+                let text = sources
+                    .entry(d.file.clone())
+                    .or_insert_with(|| std::fs::read_to_string(&d.file).ok());
+                match text {
+                    Some(t) => eprintln!("{}", d.render_with_source(t)),
+                    None => eprintln!("{d}"),
+                }
             }
             let n = lib.playbooks().len();
             let verdict = if errors == 0 { "ok" } else { "FAILED" };
