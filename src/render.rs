@@ -96,6 +96,39 @@ fn text(res: &Resolution) -> String {
             "credentials: new credentials returned in the JSON output (`new_credentials`)\n",
         );
     }
+    if !res.trace.is_empty() {
+        out.push_str(&trace(res));
+    }
+    out
+}
+
+/// `--trace` as text: one block per evaluated script, in evaluation order.
+fn trace(res: &Resolution) -> String {
+    let mut out = String::from("\ntrace (every script evaluated, in order):\n");
+    for t in &res.trace {
+        let _ = writeln!(
+            out,
+            "\n[{}] {}/{} ({}, {} us, {})",
+            t.outcome,
+            t.playbook,
+            t.node,
+            t.kind,
+            t.micros,
+            if t.native { "native" } else { "rhai" }
+        );
+        for line in t.script.lines() {
+            let _ = writeln!(out, "    | {line}");
+        }
+        for (path, v) in &t.reads {
+            let _ = writeln!(out, "    read  {path} = {v}");
+        }
+        for (fact, v) in &t.facts {
+            let _ = writeln!(out, "    fact  {fact} = {v}");
+        }
+        if let Some(d) = &t.detail {
+            let _ = writeln!(out, "    -> {d}");
+        }
+    }
     out
 }
 

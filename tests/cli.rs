@@ -261,3 +261,60 @@ fn record_saves_a_replayable_test_without_secrets() {
     assert_eq!(again.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trace_shows_every_script_with_what_it_read_and_no_secret() {
+    let secret = "sk_live_TraceSecret123456";
+    let event = serde_json::json!({
+        "error": {"status": 429, "message": format!("rate limited for key {secret}"), "headers": {"retry-after": "30"}},
+        "connection": {"provider": "stripe", "auth_type": "api_key", "secrets": {"api_key": secret}}
+    });
+    let out = whyfail(
+        &["diagnose", "--offline", "--trace", "-"],
+        Some(&event.to_string()),
+    );
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(!text.contains("TraceSecret"), "{text}");
+    let res: Value = serde_json::from_str(&text).unwrap();
+    let trace = res["trace"].as_array().unwrap();
+    // Every playbook tried before the answer has its applies_when recorded, in priority order.
+    let tried: Vec<&str> = trace
+        .iter()
+        .filter(|t| t["kind"] == "applies_when")
+        .map(|t| t["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        tried.len() >= 2 && tried.last() == Some(&"matched"),
+        "{tried:?}"
+    );
+    let check = trace
+        .iter()
+        .find(|t| t["node"] == "limit_signalled")
+        .expect("the rate-limit check is traced");
+    assert_eq!(check["outcome"], "pass");
+    assert_eq!(check["reads"]["error.status"], 429);
+    assert!(
+        check["script"]
+            .as_str()
+            .unwrap()
+            .contains("error.status == 429")
+    );
+    assert!(check["micros"].is_u64());
+    // Without --trace there is no trace at all.
+    let plain = whyfail(&["diagnose", "--offline", "-"], Some(&event.to_string()));
+    let res: Value = serde_json::from_str(&stdout(&plain)).unwrap();
+    assert!(res.get("trace").is_none());
+    // The text listing.
+    let listing = whyfail(
+        &["diagnose", "--offline", "--trace", "--format", "text", "-"],
+        Some(&event.to_string()),
+    );
+    let listing = stdout(&listing);
+    assert!(
+        listing.contains("[pass] rate_limited/limit_signalled (check,"),
+        "{listing}"
+    );
+    assert!(listing.contains("read  error.status = 429"), "{listing}");
+    assert!(!listing.contains("TraceSecret"));
+}

@@ -55,6 +55,11 @@ pub struct Args {
     /// tokens are returned in `new_credentials`.
     #[arg(long = "act", value_name = "ACTION", value_parser = clap::builder::PossibleValuesParser::new(whyfail::act::ACTIONS))]
     act: Vec<String>,
+    /// Record every script evaluated (applies_when, steps, checks): its source, the event values
+    /// and live facts it read (secrets masked), its outcome and time; in `trace` (JSON) or as a
+    /// listing after the resolution (text).
+    #[arg(long)]
+    trace: bool,
     /// Save the event (secrets masked) and every live fact fetched as a `whyfail test` case.
     #[arg(long, value_name = "FILE", conflicts_with = "batch")]
     record: Option<PathBuf>,
@@ -124,6 +129,7 @@ pub fn run(args: Args) -> u8 {
         audience: args.audience,
         provider,
         deadline: Some(deadline),
+        trace: args.trace,
     };
     let run = Run {
         lib: &lib,

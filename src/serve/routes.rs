@@ -294,6 +294,7 @@ fn diagnose_one(
         audience: ask.audience,
         provider: live.map(|l| l as &dyn FactProvider),
         deadline: Some(deadline),
+        trace: false,
     };
     let mut res = whyfail_engine::diagnose(lib, &event, &opts);
     if let Some(live) = live {

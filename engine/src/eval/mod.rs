@@ -39,6 +39,8 @@ pub struct Options<'a> {
     pub provider: Option<&'a dyn FactProvider>,
     /// How long live facts may take in all; checks whose facts are not in by then are unknown.
     pub deadline: Option<std::time::Duration>,
+    /// Record every script evaluated in `Resolution::trace` (slower; for playbook authors).
+    pub trace: bool,
 }
 
 /// Diagnoses one JSON event.
@@ -81,11 +83,14 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         scrub: &scrub,
         fetched: &mut fetched,
         deadline: opts.deadline.map(|d| std::time::Instant::now() + d),
+        trace: opts.trace.then(Vec::new),
+        playbook: "",
     };
 
     let mut fallback: Option<(&Arc<Playbook>, WalkResult)> = None;
     for pb in &lib.playbooks {
-        if !w.truthy(&pb.matcher) {
+        w.playbook = &pb.id;
+        if !w.applies(&pb.matcher) {
             continue;
         }
         let result = w.walk(pb);
@@ -128,11 +133,13 @@ fn finish(
         explanation: String::new(),
         acted: Vec::new(),
         new_credentials: None,
+        trace: Vec::new(),
     };
     if let Some((pb, result)) = walked {
         build(w, pb, result, &mut res);
     }
     res.explanation = w.scrub.clean(&explain::render(&res, audience));
+    res.trace = w.trace.take().unwrap_or_default();
     res
 }
 

@@ -15,7 +15,7 @@ use crate::compile::{Cause, Check, Library, Node, Playbook, Script, Segment, Tem
 use crate::eval::scrub::Scrubber;
 use crate::facts::{FactProvider, FactRequest};
 use crate::model::playbook::Role;
-use crate::model::resolution::{Confidence, NodeKind, Outcome, PathStep};
+use crate::model::resolution::{Confidence, NodeKind, Outcome, PathStep, TraceStep};
 use crate::sandbox::HelperCtx;
 
 /// A cause's verdict.
@@ -42,6 +42,10 @@ pub(crate) struct Walker<'a> {
     pub fetched: &'a mut Vec<(String, Option<String>)>,
     /// When live facts must have arrived; a probe still running then makes its checks unknown.
     pub deadline: Option<std::time::Instant>,
+    /// Every script evaluated, when tracing.
+    pub trace: Option<Vec<TraceStep>>,
+    /// The playbook being walked (for the trace).
+    pub playbook: &'a str,
 }
 
 /// Outcome of evaluating one script.
@@ -187,8 +191,111 @@ impl Walker<'_> {
         Ok(())
     }
 
-    /// Evaluates a check: its outcome and the detail to show.
-    pub fn check(&mut self, c: &Check) -> (Outcome, Option<String>) {
+    /// Whether a playbook's `applies_when` holds (recorded when tracing).
+    pub fn applies(&mut self, matcher: &Script) -> bool {
+        if self.trace.is_none() {
+            return self.truthy(matcher);
+        }
+        let t0 = std::time::Instant::now();
+        let v = self.run(matcher);
+        let micros = t0.elapsed().as_micros() as u64;
+        let (ok, detail) = match &v {
+            Value::Ok(d) => (d.as_bool().unwrap_or(false), None),
+            Value::Missing(why) => (false, Some(format!("missing data: {why}"))),
+            Value::Failed(why) => (false, Some(why.clone())),
+        };
+        let step = self.trace_step(
+            self.playbook,
+            "applies_when",
+            if ok { "matched" } else { "not_matched" },
+            detail,
+            matcher,
+            &[],
+            micros,
+        );
+        if let Some(t) = self.trace.as_mut() {
+            t.push(step);
+        }
+        ok
+    }
+
+    /// Evaluates a check: its outcome and the detail to show (recorded when tracing).
+    pub fn check(&mut self, c: &Check, kind: &str) -> (Outcome, Option<String>) {
+        if self.trace.is_none() {
+            return self.check_untraced(c);
+        }
+        let t0 = std::time::Instant::now();
+        let (outcome, detail) = self.check_untraced(c);
+        let micros = t0.elapsed().as_micros() as u64;
+        let word = serde_json::to_value(outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let step = self.trace_step(
+            &c.id,
+            kind,
+            &word,
+            detail.clone(),
+            &c.script,
+            &c.needs,
+            micros,
+        );
+        if let Some(t) = self.trace.as_mut() {
+            t.push(step);
+        }
+        (outcome, detail)
+    }
+
+    /// One trace entry: the script, the event values it reads and the facts it saw, all
+    /// scrubbed of secrets.
+    #[allow(clippy::too_many_arguments)]
+    fn trace_step(
+        &self,
+        node: &str,
+        kind: &str,
+        outcome: &str,
+        detail: Option<String>,
+        script: &Script,
+        needs: &[String],
+        micros: u64,
+    ) -> TraceStep {
+        let mut reads = serde_json::Map::new();
+        for path in script.reads.iter() {
+            let v = if path.contains("secret") {
+                serde_json::Value::String("[secret]".into())
+            } else {
+                self.scrubbed(&lookup(self.event, path))
+            };
+            reads.insert(path.clone(), v);
+        }
+        let mut facts = serde_json::Map::new();
+        if let Some(m) = self.facts.read_lock::<Map>() {
+            for n in needs {
+                let v = m.get(n.as_str()).cloned().unwrap_or(Dynamic::UNIT);
+                facts.insert(n.clone(), self.scrubbed(&v));
+            }
+        }
+        TraceStep {
+            playbook: self.playbook.to_string(),
+            node: node.to_string(),
+            kind: kind.to_string(),
+            outcome: outcome.to_string(),
+            detail,
+            script: self.scrub.clean(script.source.trim()),
+            reads,
+            facts,
+            native: script.native.is_some(),
+            micros,
+        }
+    }
+
+    fn scrubbed(&self, v: &Dynamic) -> serde_json::Value {
+        let mut j = to_json(v);
+        scrub_json(&mut j, self.scrub);
+        j
+    }
+
+    fn check_untraced(&mut self, c: &Check) -> (Outcome, Option<String>) {
         if let Err(reason) = self.ensure_facts(&c.needs) {
             return (Outcome::Unknown, Some(reason));
         }
@@ -231,6 +338,51 @@ impl Walker<'_> {
             Value::Missing(why) => (Outcome::Unknown, Some(format!("missing data: {why}"))),
             Value::Failed(why) => (Outcome::Error, Some(why)),
         }
+    }
+}
+
+/// The value at a dotted path of the event (`()` when absent).
+fn lookup(root: &Dynamic, path: &str) -> Dynamic {
+    let mut cur = root.clone();
+    for seg in path.split('.') {
+        let next = cur
+            .read_lock::<Map>()
+            .and_then(|m| m.get(seg).cloned())
+            .unwrap_or(Dynamic::UNIT);
+        cur = next;
+    }
+    cur
+}
+
+/// A script value as JSON; event sections are shared values, which serde cannot see through.
+fn to_json(v: &Dynamic) -> serde_json::Value {
+    use serde_json::Value as J;
+    let v = v.flatten_clone();
+    if v.is_unit() {
+        J::Null
+    } else if let Ok(b) = v.as_bool() {
+        J::Bool(b)
+    } else if let Ok(i) = v.as_int() {
+        J::from(i)
+    } else if let Ok(f) = v.as_float() {
+        serde_json::Number::from_f64(f).map_or(J::Null, J::Number)
+    } else if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+        J::String(s.to_string())
+    } else if let Some(a) = v.read_lock::<rhai::Array>() {
+        J::Array(a.iter().map(to_json).collect())
+    } else if let Some(m) = v.read_lock::<Map>() {
+        J::Object(m.iter().map(|(k, x)| (k.to_string(), to_json(x))).collect())
+    } else {
+        J::String(v.to_string())
+    }
+}
+
+fn scrub_json(v: &mut serde_json::Value, scrub: &Scrubber<'_>) {
+    match v {
+        serde_json::Value::String(s) => *s = scrub.clean(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| scrub_json(x, scrub)),
+        serde_json::Value::Object(m) => m.values_mut().for_each(|x| scrub_json(x, scrub)),
+        _ => {}
     }
 }
 
@@ -336,7 +488,7 @@ impl Walker<'_> {
         st.visited[i] = true;
         match &pb.nodes[i] {
             Node::Step(s) => {
-                let (outcome, detail) = self.check(&s.check);
+                let (outcome, detail) = self.check(&s.check, "step");
                 st.path.push(step_entry(
                     &s.check.id,
                     NodeKind::Check,
@@ -397,7 +549,7 @@ impl Walker<'_> {
                 ));
                 continue;
             }
-            let (outcome, detail) = self.check(check);
+            let (outcome, detail) = self.check(check, "check");
             st.path.push(step_entry(
                 &check.id,
                 NodeKind::Check,

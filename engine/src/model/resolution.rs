@@ -37,6 +37,37 @@ pub struct Resolution {
     /// them in the connection, never log or display them. Absent unless an action produced some.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_credentials: Option<serde_json::Map<String, Value>>,
+    /// Every script evaluated, in order, when asked for (`diagnose --trace`): for authors
+    /// debugging a playbook, not for end users.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trace: Vec<TraceStep>,
+}
+
+/// One evaluated script: a playbook's `applies_when`, a step, or a cause's check.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TraceStep {
+    /// The playbook it belongs to.
+    pub playbook: String,
+    /// The node id (the playbook id for `applies_when`).
+    pub node: String,
+    /// `applies_when`, `step` or `check`.
+    pub kind: String,
+    /// `matched`/`not_matched` for `applies_when`; the check outcome otherwise.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The script's source, as written in the playbook.
+    pub script: String,
+    /// The event values the script reads, by dotted path (`null` when absent; secrets shown
+    /// only as `[secret]`).
+    pub reads: serde_json::Map<String, Value>,
+    /// The live facts it needed, with the values it saw.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub facts: serde_json::Map<String, Value>,
+    /// Whether the load-time native form ran it (else the Rhai interpreter).
+    pub native: bool,
+    /// Evaluation time in microseconds (fetching facts included).
+    pub micros: u64,
 }
 
 /// One action whyfail carried out itself.
