@@ -103,6 +103,21 @@ fn refresh(live: &LiveProvider, event: &Event, res: &mut Resolution, deadline: D
     }
     let req = fresh.fact_request(Some(Instant::now() + deadline));
     let (verified, how) = match live.fetch("whoami", &req) {
+        // A rate limit or a server error says nothing about the new token.
+        Ok(w)
+            if w.get("rate_limited") == Some(&Value::Bool(true))
+                || w.get("status")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|s| s >= 500) =>
+        {
+            (
+                None,
+                format!(
+                    "the whoami call with the new token could not tell (HTTP {})",
+                    w.get("status").map_or("?".into(), Value::to_string)
+                ),
+            )
+        }
         Ok(w) => (
             w.get("authenticated").and_then(Value::as_bool),
             format!(
