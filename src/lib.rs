@@ -3,6 +3,7 @@
 //! Everything that decides anything lives in `whyfail-engine`; this crate parses, calls, renders.
 
 pub mod act;
+pub mod graph;
 pub mod record;
 pub mod render;
 pub mod serve;

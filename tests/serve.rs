@@ -731,7 +731,7 @@ async fn playbooks_list_and_graphs() {
             .is_ok_and(|c| c.starts_with("text/vnd.mermaid"))
     );
     assert!(m.text.starts_with("flowchart TD"));
-    assert!(m.text.contains("cause: refresh_token_expired"));
+    assert!(m.text.contains("cause_refresh_token_expired"));
     let d = get(&s, "/v1/playbooks/oauth_refresh_failed/graph?format=dot").await;
     assert_eq!(d.status, 200);
     assert!(d.text.starts_with("digraph \"oauth_refresh_failed\""));

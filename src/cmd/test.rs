@@ -1023,19 +1023,6 @@ impl<'a> ReadCtx<'a> {
     }
 }
 
-const ROOTS: &[&str] = &[
-    "event",
-    "error",
-    "connection",
-    "oauth",
-    "platform",
-    "history",
-    "execution",
-    "workflow",
-    "node",
-    "phase",
-];
-
 /// Dotted event paths in a script, following `?.` as well as `.` (the engine's list stops at
 /// the first `?.`, which would show a whole section where one field was read).
 fn script_paths(source: &str) -> Vec<String> {
@@ -1053,7 +1040,9 @@ fn script_paths(source: &str) -> Vec<String> {
             i += 1;
         }
         let root = &source[start..i];
-        if !ROOTS.contains(&root) {
+        // Event sections only: `facts` and `now` are not read from the event.
+        if !whyfail_engine::sandbox::SCOPE_VARS.contains(&root) || root == "facts" || root == "now"
+        {
             continue;
         }
         let mut segs: Vec<&str> = vec![root];
