@@ -45,6 +45,11 @@ pub const SCOPE_VARS: &[&str] = &[
 /// Operation budget per script evaluation: about 20 ms of work, far above any real check.
 pub const MAX_OPERATIONS: u64 = 100_000;
 
+/// Size limits on values scripts build (natively specialised scripts check the same limits).
+pub const MAX_STRING_SIZE: usize = 64 * 1024;
+pub const MAX_ARRAY_SIZE: usize = 10_000;
+pub const MAX_MAP_SIZE: usize = 10_000;
+
 /// What helpers may know about the event being diagnosed.
 pub(crate) struct HelperCtx {
     pub now: i64,
@@ -258,6 +263,11 @@ fn scope_list(v: &Dynamic) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `dig(value, path)` for natively specialised scripts.
+pub(crate) fn dig(root: &Dynamic, path: &str) -> Dynamic {
+    get_path(root, path)
 }
 
 /// Safe path access: `dig(value, "a.b.0.c")` yields `()` for anything missing.
@@ -565,9 +575,9 @@ pub fn engine() -> Engine {
     e.set_max_operations(MAX_OPERATIONS);
     e.set_max_call_levels(16);
     e.set_max_expr_depths(64, 32);
-    e.set_max_string_size(64 * 1024);
-    e.set_max_array_size(10_000);
-    e.set_max_map_size(10_000);
+    e.set_max_string_size(MAX_STRING_SIZE);
+    e.set_max_array_size(MAX_ARRAY_SIZE);
+    e.set_max_map_size(MAX_MAP_SIZE);
     e.set_max_variables(256);
     e.set_max_functions(64);
     e.set_max_modules(0);
@@ -585,6 +595,10 @@ pub(crate) type NativeHelper = fn(&[Dynamic]) -> Option<Dynamic>;
 
 fn str_arg(v: &Dynamic) -> Option<ImmutableString> {
     v.read_lock::<ImmutableString>().map(|s| s.clone())
+}
+
+fn int_arg(v: &Dynamic) -> Option<INT> {
+    v.is_int().then(|| v.as_int().ok()).flatten()
 }
 
 /// Native versions of the helpers, by name and arity. Every one mirrors its registration in
@@ -617,6 +631,62 @@ pub(crate) fn native_helper(name: &str, arity: usize) -> Option<NativeHelper> {
             Some(Dynamic::from_array(
                 scope_list(&a[0]).into_iter().map(Dynamic::from).collect(),
             ))
+        },
+        ("is_unit", 1) => |a| Some(a[0].is_unit().into()),
+        ("tail", 2) => |a| {
+            let max = int_arg(&a[1])?;
+            Some(
+                text_of(&a[0])
+                    .map(|t| tail(&t, max.max(1) as usize))
+                    .unwrap_or_default()
+                    .into(),
+            )
+        },
+        ("head", 2) => |a| {
+            let max = int_arg(&a[1])?;
+            Some(
+                text_of(&a[0])
+                    .map(|t| head(&t, max.max(1) as usize))
+                    .unwrap_or_default()
+                    .into(),
+            )
+        },
+        ("ago", 1) => |a| {
+            Some(opt(
+                time::parse_dynamic(&a[0]).map(|t| time::relative(t - now()))
+            ))
+        },
+        ("duration", 1) => |a| {
+            if a[0].is_int() {
+                Some(time::human_duration(a[0].as_int().ok()?.unsigned_abs()).into())
+            } else if a[0].is_float() {
+                Some(time::human_duration(a[0].as_float().ok()?.abs() as u64).into())
+            } else {
+                None
+            }
+        },
+        ("retry_after_seconds", 1) => |a| {
+            Some(opt(
+                text_of(&a[0]).and_then(|s| time::retry_after(&s, now()))
+            ))
+        },
+        ("reset_seconds", 1) => {
+            |a| Some(opt(text_of(&a[0]).and_then(|s| time::reset_in(&s, now()))))
+        }
+        ("backoff", 1) => |a| {
+            let n = a[0].as_int().unwrap_or(1).clamp(1, 7) as u32;
+            Some((60 * 2_i64.pow(n - 1)).min(3600).into())
+        },
+        ("join", 2) => |a| {
+            let sep = str_arg(&a[1])?;
+            let arr = a[0].read_lock::<Array>()?;
+            Some(
+                arr.iter()
+                    .filter_map(text_of)
+                    .collect::<Vec<_>>()
+                    .join(&sep)
+                    .into(),
+            )
         },
         _ => return None,
     };

@@ -131,7 +131,7 @@ impl<'a> Compiler<'a> {
         match compiled {
             Ok(ast) => (diags.len() == before).then(|| Script {
                 source: Arc::from(text),
-                native: specialise(&ast, self.signals).map(Arc::new),
+                native: specialise(&ast, self.signals, text).map(Arc::new),
                 ast: Arc::new(ast),
                 reads: reads_of(text).into(),
             }),

@@ -1,15 +1,20 @@
-//! Load-time specialisation of the most common script shapes into native code.
+//! Load-time specialisation of scripts into native code.
 //!
 //! Most matchers and checks are a handful of field comparisons, signal tests and `&&`/`||`:
 //! `error.status == 429 || signal("rate_limit")`. Interpreting these costs far more than the
 //! comparisons themselves (function resolution, argument vectors), and they run for every
-//! event. At compile time we walk Rhai's own AST (no second parser) and, when an expression
-//! uses only the shapes below, build a small native tree for it.
+//! event. At compile time we walk Rhai's own AST (no second parser) and build a native tree:
+//!
+//! - single expressions of the shapes below get the small expression tree in this file;
+//! - every other script (statements, locals, `if`/`else`, loops, method calls, arithmetic,
+//!   string building) is compiled by [`program`] into a statement tree with local slots,
+//!   evaluated by `exec` with the value semantics in `ops`.
 //!
 //! Exactness rule: a native tree either decides exactly as Rhai would, or gives up
-//! (`Stop::Fallback`) and the interpreter runs the original AST. Anything unusual (floats,
-//! non-boolean operands, properties of non-maps) falls back. `tests::agrees_with_rhai` checks
-//! the two agree over many expressions and events.
+//! (`Stop::Fallback`) and the interpreter runs the original AST. Anything outside the mirrored
+//! semantics (an unusual operand type, an error, a value over the engine's size limits) falls
+//! back. The tests in `tests.rs` run every script of the standard library both ways on every
+//! test event and require the same answer.
 
 use std::sync::{Arc, OnceLock};
 
@@ -17,6 +22,14 @@ use rhai::{AST, ASTFlags, Array, Dynamic, Expr, INT, ImmutableString, Map, Stmt}
 
 use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
 use crate::signals::SignalSet;
+
+mod exec;
+mod ops;
+pub mod program;
+#[cfg(test)]
+mod tests;
+
+pub use program::Program;
 
 /// A natively evaluable expression.
 #[derive(Debug, Clone)]
@@ -55,8 +68,11 @@ pub enum Native {
     /// `text()`, without copying the haystack when it feeds `matches`.
     Text,
     Lower(Box<Native>),
-    /// Any other helper with a native twin (`dig`, `past`, `url`, `secret`, ...).
-    Helper(sandbox::NativeHelper, Box<[Native]>),
+    /// Any other helper with a native twin (`dig`, `past`, `url`, `secret`, ...); the flag says
+    /// whether its arguments must be unwrapped first (see `prints_args`).
+    Helper(sandbox::NativeHelper, Box<[Native]>, bool),
+    /// A whole script: statements, locals and control flow (see [`program`]).
+    Program(Box<Program>),
 }
 
 /// A `matches()` pattern, compiled (through the shared cache) the first time an event needs
@@ -92,8 +108,22 @@ pub enum Stop {
     Fallback,
 }
 
-/// Builds a native tree for a whole script, if every part of it has a native shape.
-pub fn specialise(ast: &AST, signals: &SignalSet) -> Option<Native> {
+/// Builds a native tree for a whole script (`source` is its text), if every part of it has a
+/// native shape.
+pub fn specialise(ast: &AST, signals: &SignalSet, source: &str) -> Option<Native> {
+    expression(ast, signals).or_else(|| {
+        program::compile(ast, signals, source)
+            .ok()
+            .map(|p| Native::Program(Box::new(p)))
+    })
+}
+
+/// The expression specialiser alone: single expressions of the shapes in [`Native`]. It comes
+/// first because its missing-data reasons are part of existing output.
+fn expression(ast: &AST, signals: &SignalSet) -> Option<Native> {
+    if ast.iter_fn_def().next().is_some() {
+        return None;
+    }
     match ast.statements() {
         [Stmt::Expr(e)] => from_expr(e, signals),
         [Stmt::FnCall(f, _)] => from_call(&f.name, &f.args, f.op_token.is_some(), signals),
@@ -183,7 +213,7 @@ fn from_call(name: &str, args: &[Expr], operator: bool, signals: &SignalSet) -> 
                 .iter()
                 .map(|a| from_expr(a, signals))
                 .collect::<Option<_>>()?;
-            Some(Native::Helper(f, args))
+            Some(Native::Helper(f, args, prints_args(name)))
         }
         _ => None,
     }
@@ -236,19 +266,30 @@ pub(crate) struct NativeCtx<'a> {
 }
 
 impl Native {
+    /// The script's value. Like Rhai's expression statement, a shared value (a bare event
+    /// section such as `connection?.oauth`) comes out unwrapped.
     pub(crate) fn eval(&self, cx: &NativeCtx<'_>) -> Result<Dynamic, Stop> {
+        match self {
+            Native::Program(p) => p.eval(cx),
+            other => other
+                .value(cx)
+                .map(|v| if v.is_shared() { v.flatten() } else { v }),
+        }
+    }
+
+    fn value(&self, cx: &NativeCtx<'_>) -> Result<Dynamic, Stop> {
         match self {
             Native::Lit(v) => Ok(v.clone()),
             Native::Path { var, props } => walk(&cx.vars[*var], props, SCOPE_VARS[*var]),
             Native::Eq { lhs, rhs, negate } => {
-                let (a, b) = (lhs.eval(cx)?, rhs.eval(cx)?);
+                let (a, b) = (lhs.value(cx)?, rhs.value(cx)?);
                 equal(&a, &b)
                     .map(|eq| Dynamic::from(eq != *negate))
                     .ok_or(Stop::Fallback)
             }
             Native::And(list) => {
                 for x in list.iter() {
-                    if !boolean(&x.eval(cx)?)? {
+                    if !boolean(&x.value(cx)?)? {
                         return Ok(false.into());
                     }
                 }
@@ -256,17 +297,17 @@ impl Native {
             }
             Native::Or(list) => {
                 for x in list.iter() {
-                    if boolean(&x.eval(cx)?)? {
+                    if boolean(&x.value(cx)?)? {
                         return Ok(true.into());
                     }
                 }
                 Ok(false.into())
             }
-            Native::Not(x) => Ok((!boolean(&x.eval(cx)?)?).into()),
+            Native::Not(x) => Ok((!boolean(&x.value(cx)?)?).into()),
             Native::Coalesce(list) => {
                 let mut last = Dynamic::UNIT;
                 for x in list.iter() {
-                    last = x.eval(cx)?;
+                    last = x.value(cx)?;
                     if !last.is_unit() {
                         break;
                     }
@@ -274,7 +315,7 @@ impl Native {
                 Ok(last)
             }
             Native::Cmp { lhs, rhs, op } => {
-                let (a, b) = (lhs.eval(cx)?, rhs.eval(cx)?);
+                let (a, b) = (lhs.value(cx)?, rhs.value(cx)?);
                 let (Ok(x), Ok(y)) = (a.as_int(), b.as_int()) else {
                     return Err(Stop::Fallback);
                 };
@@ -287,7 +328,7 @@ impl Native {
                 .into())
             }
             Native::In { needle, items } => {
-                let v = needle.eval(cx)?;
+                let v = needle.value(cx)?;
                 for item in items.iter() {
                     if equal(&v, item).ok_or(Stop::Fallback)? {
                         return Ok(true.into());
@@ -301,28 +342,58 @@ impl Native {
                     return Err(Stop::Fallback);
                 };
                 Ok(match x.as_ref() {
-                    Native::Text => re.is_match(cx.helper.haystack().as_bytes()),
-                    other => sandbox::text_of(&other.eval(cx)?)
+                    Native::Text => re.is_match(haystack(cx)?.as_bytes()),
+                    other => sandbox::text_of(&unshare(other.value(cx)?))
                         .is_some_and(|t| re.is_match(t.as_bytes())),
                 }
                 .into())
             }
-            Native::Text => Ok(cx.helper.haystack_shared().clone().into()),
-            Native::Lower(x) => Ok(sandbox::text_of(&x.eval(cx)?)
-                .map(|s| Dynamic::from(s.to_lowercase()))
-                .unwrap_or(Dynamic::UNIT)),
+            Native::Text => Ok(haystack(cx)?.clone().into()),
+            Native::Lower(x) => checked(ops::lower(&x.value(cx)?)),
             Native::Signal(id) => Ok(cx.helper.signal_id(*id).into()),
-            Native::Helper(f, args) => {
+            Native::Helper(f, args, unwrap) => {
                 let values = args
                     .iter()
-                    .map(|a| a.eval(cx))
+                    .map(|a| a.value(cx).map(|v| if *unwrap { unshare(v) } else { v }))
                     .collect::<Result<Vec<_>, _>>()?;
-                f(&values).ok_or(Stop::Fallback)
+                checked(f(&values).ok_or(Stop::Fallback)?)
             }
-            Native::Has(x) => Ok(sandbox::has_value(&x.eval(cx)?).into()),
+            Native::Has(x) => Ok(ops::has(&x.value(cx)?).into()),
             Native::Header(name) => Ok(cx.helper.header(name)),
+            Native::Program(p) => p.eval(cx),
         }
     }
+}
+
+/// `text()`. Like every helper result, Rhai checks it against the size limits, so an oversized
+/// error body makes the script fail there rather than match.
+fn haystack<'a>(cx: &NativeCtx<'a>) -> Result<&'a ImmutableString, Stop> {
+    let text = cx.helper.haystack_shared();
+    if text.len() > sandbox::MAX_STRING_SIZE {
+        return Err(Stop::Fallback);
+    }
+    Ok(text)
+}
+
+/// A helper's result, if it is within the limits Rhai checks every function result against.
+fn checked(v: Dynamic) -> Result<Dynamic, Stop> {
+    ops::within_limits(&v).ok_or(Stop::Fallback)?;
+    Ok(v)
+}
+
+/// Rhai hands functions unwrapped values; it matters to helpers that print their argument
+/// (`text_of` shows a shared map with a "(shared)" suffix).
+fn unshare(v: Dynamic) -> Dynamic {
+    if v.is_shared() { v.flatten() } else { v }
+}
+
+/// Whether a helper may print an argument (so a shared section must be unwrapped first). The
+/// others only read through locks, and skipping the copy keeps `dig(error, ...)` cheap.
+fn prints_args(name: &str) -> bool {
+    !matches!(
+        name,
+        "dig" | "past" | "future" | "ts" | "seconds_since" | "seconds_until" | "ago" | "now"
+    )
 }
 
 fn boolean(v: &Dynamic) -> Result<bool, Stop> {
@@ -393,146 +464,5 @@ fn plain(v: &Dynamic) -> Option<&'static str> {
         Some("string")
     } else {
         None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::rc::Rc;
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::compile::script::{Compiler, Site};
-    use crate::eval::event::Event;
-
-    const EXPRS: &[&str] = &[
-        "error.status == 429",
-        "error.status != 429",
-        "error.status == \"429\"",
-        "error.code == () || error.code == \"invalid_grant\"",
-        "phase == \"token_refresh\" && oauth.has_refresh_token",
-        "phase == \"token_refresh\" && oauth?.has_refresh_token == true",
-        "connection?.provider_error_code == \"PROVIDER_RATE_LIMITED\"",
-        "connection.oauth.has_refresh_token == false",
-        "event.connection.api_key.location == \"query\"",
-        "signal(\"sig_a\") || error.status == 401",
-        "!signal(\"sig_b\") && has(error.message)",
-        "has(oauth?.client_id)",
-        "header(\"Retry-After\") == \"120\"",
-        "(error.message ?? error.code) == \"boom\"",
-        "error.body.error == \"invalid_grant\"",
-        "error.body?.error?.code == 403",
-        "oauth.app_status == \"testing\" || oauth.app_status == \"unverified\"",
-        "error.status == 401.0",
-        "error.status",
-        "error.code || true",
-        "now == 1795428000",
-        "(error?.status ?? 0) < 100 && signal(\"sig_a\")",
-        "error.status >= 400 && error.status <= 499",
-        "error?.code in [\"invalid_grant\", \"PROVIDER_RATE_LIMITED\", ()]",
-        "connection?.provider_error_code in [\"PROVIDER_RATE_LIMITED\"] || error.status in [429, 503]",
-        "!(error.code in [\"invalid_grant\"])",
-        "matches(error?.message, `^b(o)+m$`) || matches(text(), `sig_[ab]`)",
-        "lower(error?.code) == \"invalid_grant\"",
-        "matches(error?.kind, \"^(network|tls)$\")",
-        "dig(error, \"body.error\") == \"invalid_grant\"",
-        "dig(error, 5) == ()",
-        "contains_ci(error?.message, \"BOOM\") || contains_ci(error.code, \"grant\")",
-        "past(connection?.oauth?.access_token_expires_at) == true",
-        "seconds_since(event?.occurred_at) > 3600",
-        "url(connection?.base_url)?.host == \"api.example.com\"",
-        "retry_hint() == 120",
-        "has(dig(error, \"headers.retry-after\"))",
-        "missing(connection?.required_scopes, connection?.granted_scopes) == ()",
-        "secret(\"api_key\").present",
-        "secret_matches(\"api_key\", \"^sk_\") == true",
-    ];
-
-    const EVENTS: &[&str] = &[
-        r#"{"occurred_at":"2026-11-23T10:00:00Z","error":{"status":429,"headers":{"retry-after":"120"},"message":"boom"}}"#,
-        r#"{"error":{"status":401,"code":"invalid_grant","body":{"error":"invalid_grant"}},"phase":"token_refresh","connection":{"oauth":{"has_refresh_token":true,"client_id":" "}}}"#,
-        r#"{"error":{"status":"429","body":{"error":{"code":403}}},"connection":{"provider_error_code":"PROVIDER_RATE_LIMITED","api_key":{"location":"query"},"oauth":{"app_status":"testing"}}}"#,
-        r#"{"error":{"status":401.0,"message":"a sig_a b","body":"text body"},"connection":null}"#,
-        r#"{"error":{}}"#,
-        r#"{"error":{"code":true,"message":""},"connection":{"oauth":7}}"#,
-        r#"{"occurred_at":"2026-11-23T12:00:00Z","error":{"status":401,"message":"Boom","headers":{"Retry-After":"120"}},"connection":{"base_url":"https://API.example.com/v1","required_scopes":["repo"],"granted_scopes":"read:user","oauth":{"access_token_expires_at":"2026-11-23T10:00:00Z"},"secrets":{"api_key":"sk_live_x"}}}"#,
-    ];
-
-    #[test]
-    fn agrees_with_rhai() {
-        let signals = Arc::new(crate::signals::tests::build(&[
-            ("sig_a", &["sig_a"]),
-            ("sig_b", &["sig_b"]),
-        ]));
-        let engine = sandbox::engine();
-        let compiler = Compiler::new(&engine, &signals, Default::default());
-        let mut specialised = 0;
-        let mut decided = 0;
-        for src in EXPRS {
-            let mut diags = Vec::new();
-            let script = compiler
-                .compile_at(
-                    src,
-                    (1, 1),
-                    false,
-                    Site {
-                        file: "t",
-                        yaml_path: "",
-                    },
-                    &mut diags,
-                )
-                .unwrap_or_else(|| panic!("{src}: {diags:?}"));
-            let Some(native) = specialise(&script.ast, &signals) else {
-                continue;
-            };
-            specialised += 1;
-            for ev in EVENTS {
-                let event = Event::parse(ev).unwrap();
-                let helper = Rc::new(HelperCtx::new(
-                    event.occurred_at.unwrap_or(0),
-                    event.section("error"),
-                    event.secrets.clone(),
-                    signals.clone(),
-                ));
-                let _guard = sandbox::install(helper.clone());
-                let vars = event.scope_values(
-                    Dynamic::from_map(Map::new()).into_shared(),
-                    event.occurred_at.unwrap_or(0),
-                );
-                let mut scope = rhai::Scope::new();
-                for (name, v) in SCOPE_VARS.iter().zip(&vars) {
-                    scope.push_constant_dynamic(*name, v.clone());
-                }
-                let rhai = engine.eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast);
-                let nat = native.eval(&NativeCtx {
-                    vars: &vars,
-                    helper: &helper,
-                });
-                match (&nat, &rhai) {
-                    (Ok(n), Ok(r)) => {
-                        decided += 1;
-                        assert_eq!(n.to_string(), r.to_string(), "{src} on {ev}")
-                    }
-                    (Err(Stop::Missing(_)), Err(e)) => assert!(
-                        matches!(
-                            **e,
-                            rhai::EvalAltResult::ErrorDotExpr(..)
-                                | rhai::EvalAltResult::ErrorPropertyNotFound(..)
-                        ),
-                        "{src} on {ev}: {e}"
-                    ),
-                    (Err(Stop::Fallback), _) => {}
-                    _ => panic!("{src} on {ev}: native {nat:?} vs rhai {rhai:?}"),
-                }
-            }
-        }
-        assert!(
-            specialised >= 22,
-            "only {specialised} expressions specialised"
-        );
-        assert!(
-            decided >= 100,
-            "only {decided} evaluations decided natively"
-        );
     }
 }
