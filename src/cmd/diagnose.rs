@@ -8,7 +8,6 @@
 
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::PathBuf;
-
 use std::time::Duration;
 
 use serde_json::json;
@@ -209,9 +208,7 @@ impl Run<'_> {
         }
         Ok(res)
     }
-}
 
-impl Run<'_> {
     /// Diagnoses through a recording provider, then writes the test file.
     fn recorded(
         &self,
