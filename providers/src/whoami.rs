@@ -230,6 +230,17 @@ struct Answer {
 }
 
 impl Answer {
+    /// The answer with the body parsed as JSON (when it is), and the provider's own error
+    /// wording taken from it when the call was not authenticated.
+    fn with_body(url: &Url, r: &Fetched) -> (Answer, Option<Value>) {
+        let mut a = Answer::from(url, r);
+        let body = r.json().ok();
+        if !a.authenticated {
+            a.error = body.as_ref().and_then(body_error);
+        }
+        (a, body)
+    }
+
     fn from(url: &Url, r: &Fetched) -> Answer {
         let now = jiff::Timestamp::now();
         let first = |names: &[&str]| names.iter().find_map(|n| r.header(n));
@@ -379,8 +390,7 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
                 .get(url.clone())
                 .header("accept", "application/vnd.github+json");
             let r = cx.send(authorize(req, conn)?, creds).await?;
-            let mut a = Answer::from(&url, &r);
-            let body = r.json().ok();
+            let (mut a, body) = Answer::with_body(&url, &r);
             a.identity = body
                 .as_ref()
                 .and_then(|b| str_at(b, &["login"]))
@@ -395,9 +405,6 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
                     .map(|u| u.split(';').next().unwrap_or(u).trim().to_string())
                     .filter(|u| !u.is_empty());
             }
-            a.error = (!a.authenticated)
-                .then(|| body.as_ref().and_then(body_error))
-                .flatten();
             a
         }
         Kind::Slack => {
@@ -443,15 +450,11 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
             let r = cx
                 .send(authorize(http.get(url.clone()), conn)?, creds)
                 .await?;
-            let mut a = Answer::from(&url, &r);
-            let body = r.json().ok();
+            let (mut a, body) = Answer::with_body(&url, &r);
             a.identity = body
                 .as_ref()
                 .and_then(|b| str_at(b, &["userPrincipalName"]).or(str_at(b, &["mail"])))
                 .map(str::to_string);
-            a.error = (!a.authenticated)
-                .then(|| body.as_ref().and_then(body_error))
-                .flatten();
             // Graph does not list scopes; its access tokens carry them in the `scp` claim
             // (delegated) or the `roles` claim (application permissions).
             a.scopes = conn
@@ -500,15 +503,13 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(form);
             let r = cx.send(req, creds).await?;
-            let mut a = Answer::from(&url, &r);
-            let body = r.json().ok();
+            let (mut a, body) = Answer::with_body(&url, &r);
             if let Some(b) = &body {
                 // `email` only with the email scope; `sub` always.
                 a.identity = str_at(b, &["email"])
                     .or(str_at(b, &["sub"]))
                     .map(str::to_string);
                 a.scopes = str_at(b, &["scope"]).map(split_scopes);
-                a.error = (!a.authenticated).then(|| body_error(b)).flatten();
             }
             a
         }
@@ -519,15 +520,11 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
             let r = cx
                 .send(authorize(http.get(url.clone()), conn)?, creds)
                 .await?;
-            let mut a = Answer::from(&url, &r);
-            let body = r.json().ok();
+            let (mut a, body) = Answer::with_body(&url, &r);
             a.identity = body
                 .as_ref()
                 .and_then(|b| str_at(b, &["username"]))
                 .map(str::to_string);
-            a.error = (!a.authenticated)
-                .then(|| body.as_ref().and_then(body_error))
-                .flatten();
             // A 403 `insufficient_scope` is a valid token missing a scope: exactly when its
             // scopes matter.
             if a.authenticated || (r.status == 403 && !a.rate_limited) {
@@ -562,8 +559,7 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
                     creds,
                 )
                 .await?;
-            let mut a = Answer::from(&url, &r);
-            let body = r.json().ok();
+            let (mut a, body) = Answer::with_body(&url, &r);
             a.identity = body
                 .as_ref()
                 .and_then(|b| {
@@ -572,9 +568,6 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
                         .or(str_at(b, &["accountId"]))
                 })
                 .map(str::to_string);
-            a.error = (!a.authenticated)
-                .then(|| body.as_ref().and_then(body_error))
-                .flatten();
             a
         }
         Kind::Generic => {
@@ -585,8 +578,7 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
                     creds,
                 )
                 .await?;
-            let mut a = Answer::from(&url, &r);
-            let body = r.json().ok();
+            let (mut a, body) = Answer::with_body(&url, &r);
             a.scopes = r
                 .header("x-oauth-scopes")
                 .map(split_scopes)
@@ -594,9 +586,6 @@ async fn whoami(cx: Arc<Ctx>, forced: Option<Kind>) -> ProbeResult {
             if a.authenticated {
                 a.identity = body.as_ref().and_then(generic_identity);
             }
-            a.error = (!a.authenticated)
-                .then(|| body.as_ref().and_then(body_error))
-                .flatten();
             a
         }
     };
