@@ -6,7 +6,7 @@
 
 pub mod event;
 mod scrub;
-mod walk;
+pub(crate) mod walk;
 
 use std::rc::Rc;
 use std::sync::Arc;

@@ -392,7 +392,7 @@ fn first_line(s: &str) -> String {
 
 /// Errors that come from reading something the event does not have (`().x`, `() > 3`):
 /// events are partial, so these make a check unknown, never an error.
-fn is_missing_data(e: &EvalAltResult) -> bool {
+pub(crate) fn is_missing_data(e: &EvalAltResult) -> bool {
     match e {
         EvalAltResult::ErrorDotExpr(..) | EvalAltResult::ErrorPropertyNotFound(..) => true,
         EvalAltResult::ErrorIndexingType(t, _) => t.contains("()"),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rhai::{Dynamic, EvalAltResult, Map};
+use rhai::{Dynamic, Map};
 
 use super::*;
 use crate::compile::script::{Compiler, Site};
@@ -163,19 +163,6 @@ fn oversized_event() -> String {
     )
 }
 
-/// Errors the walker treats as missing data (as `eval::walk::is_missing_data`).
-fn is_missing_data(e: &EvalAltResult) -> bool {
-    match e {
-        EvalAltResult::ErrorDotExpr(..) | EvalAltResult::ErrorPropertyNotFound(..) => true,
-        EvalAltResult::ErrorIndexingType(t, _) => t.contains("()"),
-        EvalAltResult::ErrorFunctionNotFound(sig, _) => sig.contains("()"),
-        EvalAltResult::ErrorMismatchDataType(a, b, _) => a.contains("()") || b.contains("()"),
-        EvalAltResult::ErrorMismatchOutputType(a, b, _) => a.contains("()") || b.contains("()"),
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => is_missing_data(inner),
-        _ => false,
-    }
-}
-
 /// One event, set up as `diagnose` sets it up.
 struct Prepared {
     helper: Rc<HelperCtx>,
@@ -243,7 +230,9 @@ fn check(
                 "{what}"
             );
         }
-        (Err(Stop::Missing(_)), Err(e)) if is_missing_data(e) => tally.missing += 1,
+        (Err(Stop::Missing(_)), Err(e)) if crate::eval::walk::is_missing_data(e) => {
+            tally.missing += 1
+        }
         _ => panic!("{what}: native {nat:?} vs rhai {rhai:?}"),
     }
 }
