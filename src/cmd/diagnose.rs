@@ -136,7 +136,6 @@ pub fn run(args: Args) -> u8 {
         live: live.as_ref(),
         act: &args.act,
         deadline,
-        record_failed: std::cell::Cell::new(false),
     };
     if let Some(dest) = &args.record
         && dest.exists()
@@ -163,14 +162,38 @@ pub fn run(args: Args) -> u8 {
             eprintln!("whyfail: cannot read `{}`: {e}", args.input);
             return USAGE;
         }
-        let result = match &args.record {
-            Some(dest) => run.recorded(&text, dest),
-            None => run.one(&text),
+        let (result, recorded) = match &args.record {
+            Some(_) => {
+                let recorder = RecordingProvider::new(run.opts.provider);
+                let result = run.with_provider(&text, Some(&recorder));
+                // The event parsed, so it is JSON; the test file keeps it as written.
+                let file = match (&result, serde_json::from_str(&text)) {
+                    (Ok(res), Ok(value)) => Some(whyfail::record::test_file(
+                        &value,
+                        res,
+                        &recorder.recorded(),
+                    )),
+                    _ => None,
+                };
+                (result, file)
+            }
+            None => (run.one(&text), None),
         };
+        // The diagnosis is still printed; a test file that cannot be written fails the command.
+        let mut code = OK;
+        if let (Some(dest), Some(file)) = (&args.record, recorded) {
+            match std::fs::write(dest, file) {
+                Ok(()) => eprintln!("whyfail: recorded as a test in {}", dest.display()),
+                Err(e) => {
+                    eprintln!("whyfail: cannot write `{}`: {e}", dest.display());
+                    code = USAGE;
+                }
+            }
+        }
         match result {
             Ok(res) => {
                 super::emit(&render::render(&res, args.format, false));
-                if run.record_failed.get() { USAGE } else { OK }
+                code
             }
             Err(e) => {
                 eprintln!(
@@ -194,33 +217,23 @@ struct Run<'a> {
     live: Option<&'a LiveProvider>,
     act: &'a [String],
     deadline: Duration,
-    record_failed: std::cell::Cell<bool>,
 }
 
 impl Run<'_> {
     fn one(&self, json: &str) -> Result<Resolution, whyfail_engine::EventError> {
-        let event = Event::parse(json)?;
-        let mut res = diagnose(self.lib, &event, &self.opts);
-        if let Some(live) = self.live {
-            for a in self.act {
-                whyfail::act::act(a, live, &event, &mut res, self.deadline);
-            }
-        }
-        Ok(res)
+        self.with_provider(json, self.opts.provider)
     }
 
-    /// Diagnoses through a recording provider, then writes the test file.
-    fn recorded(
+    /// Diagnoses with `provider` in place of the run's (a recording wrapper, for `--record`),
+    /// then carries out the `--act` actions.
+    fn with_provider(
         &self,
         json: &str,
-        dest: &std::path::Path,
+        provider: Option<&dyn FactProvider>,
     ) -> Result<Resolution, whyfail_engine::EventError> {
         let event = Event::parse(json)?;
-        let value: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| whyfail_engine::EventError::Json(e.to_string()))?;
-        let recorder = RecordingProvider::new(self.opts.provider);
         let opts = Options {
-            provider: Some(&recorder),
+            provider,
             ..self.opts
         };
         let mut res = diagnose(self.lib, &event, &opts);
@@ -228,14 +241,6 @@ impl Run<'_> {
             for a in self.act {
                 whyfail::act::act(a, live, &event, &mut res, self.deadline);
             }
-        }
-        let text = whyfail::record::test_file(&value, &res, &recorder.recorded());
-        // The diagnosis is still printed; a test file that cannot be written fails the command.
-        if let Err(e) = std::fs::write(dest, text) {
-            eprintln!("whyfail: cannot write `{}`: {e}", dest.display());
-            self.record_failed.set(true);
-        } else {
-            eprintln!("whyfail: recorded as a test in {}", dest.display());
         }
         Ok(res)
     }
