@@ -10,11 +10,30 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use whyfail_engine::model::playbook::DispositionKind;
 use whyfail_engine::model::resolution::Acted;
-use whyfail_engine::{Event, FactProvider, Resolution};
+use whyfail_engine::{Event, FactProvider, Library, Options, Resolution, diagnose};
 use whyfail_providers::LiveProvider;
 
 /// Actions the caller may ask whyfail to carry out.
 pub const ACTIONS: &[&str] = &["refresh_token"];
+
+/// Diagnoses `event`, then carries out each of `actions` the resolution recommends: the one
+/// path the CLI and the service share.
+pub fn diagnose_and_act(
+    lib: &Library,
+    event: &Event,
+    opts: &Options<'_>,
+    live: Option<&LiveProvider>,
+    actions: &[String],
+    deadline: Duration,
+) -> Resolution {
+    let mut res = diagnose(lib, event, opts);
+    if let Some(live) = live {
+        for a in actions {
+            act(a, live, event, &mut res, deadline);
+        }
+    }
+    res
+}
 
 /// Carries out `action` if the resolution recommends it, recording what happened.
 pub fn act(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use whyfail::render::{self, Format};
-use whyfail_engine::{Audience, Event, FactProvider, Library, Options, Resolution, diagnose};
+use whyfail_engine::{Audience, Event, FactProvider, Library, Options, Resolution};
 use whyfail_providers::{FixtureProvider, LiveConfig, LiveProvider, RecordingProvider};
 
 use super::{FOUND_ERRORS, OK, USAGE};
@@ -236,13 +236,14 @@ impl Run<'_> {
             provider,
             ..self.opts
         };
-        let mut res = diagnose(self.lib, &event, &opts);
-        if let Some(live) = self.live {
-            for a in self.act {
-                whyfail::act::act(a, live, &event, &mut res, self.deadline);
-            }
-        }
-        Ok(res)
+        Ok(whyfail::act::diagnose_and_act(
+            self.lib,
+            &event,
+            &opts,
+            self.live,
+            self.act,
+            self.deadline,
+        ))
     }
 }
 

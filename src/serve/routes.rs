@@ -296,13 +296,9 @@ fn diagnose_one(
         deadline: Some(deadline),
         trace: false,
     };
-    let mut res = whyfail_engine::diagnose(lib, &event, &opts);
-    if let Some(live) = live {
-        for a in &ask.acts {
-            crate::act::act(a, live, &event, &mut res, deadline);
-        }
-    }
-    Ok(res)
+    Ok(crate::act::diagnose_and_act(
+        lib, &event, &opts, live, &ask.acts, deadline,
+    ))
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, ApiError> {
