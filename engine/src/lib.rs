@@ -39,6 +39,7 @@
 //! assert_eq!(res.disposition.retry_after_seconds, Some(30));
 //! ```
 
+pub mod addr;
 pub mod compile;
 pub mod diag;
 pub mod eval;

@@ -523,31 +523,26 @@ pub fn is_private_host(host: &str) -> bool {
     {
         return true;
     }
-    match h.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => is_private_v4(v4),
-        Ok(IpAddr::V6(v6)) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private_v4(v4);
-            }
-            let seg0 = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (seg0 & 0xfe00) == 0xfc00
-                || (seg0 & 0xffc0) == 0xfe80
-        }
-        Err(_) => false,
-    }
-}
-
-fn is_private_v4(ip: std::net::Ipv4Addr) -> bool {
-    let o = ip.octets();
-    ip.is_private()
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || (o[0] == 100 && (64..128).contains(&o[1]))
-        || o[0] == 0
+    let ip = match h.parse::<IpAddr>() {
+        // An IPv4-mapped IPv6 address is as private as the IPv4 address it carries.
+        Ok(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        Ok(ip) => ip,
+        Err(_) => return false,
+    };
+    // Inside someone's own network: not documentation, benchmarking or multicast ranges.
+    matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+        || matches!(
+            crate::addr::classify(ip),
+            Some(
+                "loopback"
+                    | "unspecified"
+                    | "cloud metadata"
+                    | "link-local"
+                    | "private"
+                    | "carrier-grade NAT"
+                    | "unique-local"
+            )
+        )
 }
 
 /// The sandboxed engine with every helper registered.
