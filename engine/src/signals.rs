@@ -53,29 +53,48 @@ struct LazySignal {
 
 impl LazySignal {
     fn get(&self) -> Option<&Regex> {
-        self.re
-            .get_or_init(|| {
-                // Our trigger pass is the prefilter, so the regex's own (costly to build)
-                // prefilter is off, and is_match needs no captures.
-                Regex::builder()
-                    .syntax(
-                        syntax::Config::new()
-                            .case_insensitive(true)
-                            .unicode(false)
-                            .utf8(false),
-                    )
-                    .configure(
-                        Regex::config()
-                            .auto_prefilter(false)
-                            .which_captures(WhichCaptures::None)
-                            .nfa_size_limit(Some(8 << 20))
-                            .hybrid_cache_capacity(256 << 10),
-                    )
-                    .build(&self.alternation)
-                    .ok()
-            })
-            .as_ref()
+        self.re.get_or_init(|| compile(&self.alternation)).as_ref()
     }
+}
+
+/// Compiles a pattern (or an alternation of them) exactly as signals match: ASCII
+/// case-insensitive, no Unicode, bytes. Our trigger pass is the prefilter, so the regex's own
+/// (costly to build) prefilter is off, and `is_match` needs no captures.
+pub fn compile(pattern: &str) -> Option<Regex> {
+    Regex::builder()
+        .syntax(
+            syntax::Config::new()
+                .case_insensitive(true)
+                .unicode(false)
+                .utf8(false),
+        )
+        .configure(
+            Regex::config()
+                .auto_prefilter(false)
+                .which_captures(WhichCaptures::None)
+                .nfa_size_limit(Some(8 << 20))
+                .hybrid_cache_capacity(256 << 10),
+        )
+        .build(pattern)
+        .ok()
+}
+
+/// The top-level alternatives of a pattern (`a|b|c` gives three; anything else gives itself),
+/// each as written and with its own trigger literals: the unit authors give examples and near
+/// misses for.
+pub fn alternatives(pattern: &str) -> Vec<Pattern> {
+    let Ok(ast) = regex_syntax::ast::parse::Parser::new().parse(pattern) else {
+        return Vec::new();
+    };
+    let texts: Vec<&str> = match &ast {
+        regex_syntax::ast::Ast::Alternation(alt) => alt
+            .asts
+            .iter()
+            .map(|a| &pattern[a.span().start.offset..a.span().end.offset])
+            .collect(),
+        _ => vec![pattern],
+    };
+    texts.into_iter().filter_map(|t| analyse(t).ok()).collect()
 }
 
 /// A validated pattern and its trigger literals.
@@ -309,5 +328,22 @@ pub(crate) mod tests {
             }
         }
         assert!(set.always.contains(&2));
+    }
+
+    #[test]
+    fn alternatives_split_the_top_level_only() {
+        let alts = alternatives(r"\bbad credentials\b|(invalid|wrong) (api )?key|x\d+");
+        assert_eq!(alts.len(), 3);
+        for (alt, yes, no) in [
+            (&alts[0], "Bad Credentials", "bad credential"),
+            (&alts[1], "an INVALID API KEY", "invalid token"),
+            (&alts[2], "x42", "y42"),
+        ] {
+            let re = compile(&alt.text).unwrap();
+            assert!(re.is_match(yes.as_bytes()), "{} should match {yes}", alt.text);
+            assert!(!re.is_match(no.as_bytes()), "{} should not match {no}", alt.text);
+        }
+        assert!(alts[0].triggers.as_ref().unwrap().iter().any(|t| t.starts_with("bad cred")));
+        assert_eq!(alternatives("(a|b)c").len(), 1);
     }
 }

@@ -6,6 +6,7 @@ pub mod graph;
 pub mod new;
 pub mod schema;
 pub mod serve;
+mod signal_examples;
 pub mod test;
 
 /// Exit code: the command ran and found nothing wrong.

@@ -25,6 +25,7 @@ use whyfail_engine::model::resolution::{Confidence, NodeKind, Outcome, Resolutio
 use whyfail_engine::{Event, Library, Options, diagnose};
 use whyfail_providers::FixtureProvider;
 
+use super::signal_examples::{self, Examples};
 use super::{FOUND_ERRORS, OK, USAGE};
 
 #[derive(clap::Args)]
@@ -74,7 +75,11 @@ struct TestFile {
     /// Live facts mocked for every test (a test's own `facts` win by name).
     #[serde(default)]
     facts: Map<String, Value>,
+    #[serde(default)]
     tests: Vec<Spanned<TestCase>>,
+    /// Per signal: texts it must match and near misses it must not.
+    #[serde(default)]
+    signals: BTreeMap<String, Examples>,
 }
 
 /// One test.
@@ -404,8 +409,14 @@ pub fn run(args: Args) -> u8 {
 
     let known = Known::new(&lib);
     let mut reached: HashSet<(String, &'static str, String)> = HashSet::new();
+    let mut examples: BTreeMap<String, Examples> = BTreeMap::new();
     for f in &test_files {
-        for u in run_file(&lib, &known, f, args.filter.as_deref(), &mut reached) {
+        let ctx = FileCtx {
+            lib: &lib,
+            known: &known,
+            filter: args.filter.as_deref(),
+        };
+        for u in run_file(&ctx, f, &mut reached, &mut examples) {
             if text {
                 print_unit(&u);
             }
@@ -419,7 +430,11 @@ pub fn run(args: Args) -> u8 {
         .filter(|p| tested_sources.contains(&p.file))
         .map(|p| p.as_ref())
         .collect();
-    let coverage = args.coverage.then(|| Coverage::of(&under_test, &reached));
+    let coverage = args.coverage.then(|| {
+        let mut c = Coverage::of(&under_test, &reached);
+        c.add_signals(&lib, &tested_sources, &examples);
+        c
+    });
 
     let failed = units.iter().filter(|u| !u.ok()).count();
     let passed = units.len() - failed;
@@ -592,13 +607,20 @@ fn validate(file: &str, t: &Spanned<TestCase>, known: &Known) -> Vec<Diagnostic>
     out
 }
 
+/// What every test file is run against.
+struct FileCtx<'a> {
+    lib: &'a Library,
+    known: &'a Known,
+    filter: Option<&'a str>,
+}
+
 fn run_file(
-    lib: &Library,
-    known: &Known,
+    cx: &FileCtx<'_>,
     path: &Path,
-    filter: Option<&str>,
     reached: &mut HashSet<(String, &'static str, String)>,
+    examples: &mut BTreeMap<String, Examples>,
 ) -> Vec<Unit> {
+    let (lib, known, filter) = (cx.lib, cx.known, cx.filter);
     let display = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -665,6 +687,41 @@ fn run_file(
             run_test(lib, &base, &file.facts, tc, &mut unit, reached);
             unit.millis = started.elapsed().as_secs_f64() * 1000.0;
         }
+        units.push(unit);
+    }
+    for (name, ex) in &file.signals {
+        let mut unit = Unit::broken(&display, Vec::new());
+        unit.name = Some(format!("signals.{name}"));
+        if filter.is_some_and(|f| !unit.id().contains(f)) {
+            continue;
+        }
+        match signal_examples::run(lib, name, ex) {
+            None => {
+                let hint = closest(name, lib.signal_names())
+                    .map_or("signals are defined under `signals:` in a playbook".to_string(), |c| {
+                        format!("did you mean `{c}`?")
+                    });
+                unit.errors.push(
+                    Diagnostic::error(code::UNKNOWN_SIGNAL, &display, format!("unknown signal `{name}`"))
+                        .at_path(format!("signals.{name}"))
+                        .hint(hint),
+                );
+            }
+            Some(wrong) => {
+                for w in wrong {
+                    unit.mismatches.push(Mismatch {
+                        expect: if w.should_match { "match" } else { "miss" }.to_string(),
+                        want: Value::String(w.text),
+                        got: Value::String(
+                            if w.should_match { "no match" } else { "matched" }.to_string(),
+                        ),
+                    });
+                }
+            }
+        }
+        let all = examples.entry(name.clone()).or_default();
+        all.matches.extend(ex.matches.iter().cloned());
+        all.miss.extend(ex.miss.iter().cloned());
         units.push(unit);
     }
     units
@@ -1300,6 +1357,8 @@ struct Item {
     id: String,
     cause: Option<String>,
     reached: bool,
+    /// For a signal alternative: what its examples lack.
+    lacks: Option<&'static str>,
 }
 
 struct Coverage {
@@ -1322,6 +1381,7 @@ impl Coverage {
                     id: id.to_string(),
                     cause: cause.map(str::to_string),
                     reached,
+                    lacks: None,
                 });
             };
             let mut actions: Vec<&str> = Vec::new();
@@ -1361,6 +1421,33 @@ impl Coverage {
         }
     }
 
+    /// Every top-level alternative of the tested files' signals, as an item that is reached when
+    /// an example matches it and a near miss exists for it.
+    fn add_signals(
+        &mut self,
+        lib: &Library,
+        files: &BTreeSet<String>,
+        examples: &BTreeMap<String, Examples>,
+    ) {
+        for a in signal_examples::coverage(lib, files, examples) {
+            let lacks = match (a.matched, a.near_missed) {
+                (true, true) => None,
+                (false, true) => Some("no example matches it"),
+                (true, false) => Some("no near miss"),
+                (false, false) => Some("no example matches it and no near miss"),
+            };
+            self.items.push(Item {
+                playbook: String::new(),
+                file: a.file,
+                kind: "signal",
+                id: format!("{}: {}", a.signal, a.text),
+                cause: None,
+                reached: lacks.is_none(),
+                lacks,
+            });
+        }
+    }
+
     fn unreached(&self) -> usize {
         self.items.iter().filter(|i| !i.reached).count()
     }
@@ -1375,11 +1462,16 @@ impl Coverage {
         let (c, ct) = self.count("cause");
         let (k, kt) = self.count("check");
         let (a, at) = self.count("action");
+        let (g, gt) = self.count("signal");
         let mut s = format!(
-            "coverage of {} playbooks: {c}/{ct} causes, {k}/{kt} checks, {a}/{at} actions reached\n",
+            "coverage of {} playbooks: {c}/{ct} causes, {k}/{kt} checks, {a}/{at} actions reached; {g}/{gt} signal alternatives with an example and a near miss\n",
             self.playbooks
         );
         for i in self.items.iter().filter(|i| !i.reached) {
+            if let Some(lacks) = i.lacks {
+                let _ = writeln!(s, "  not exemplified: {}: signal `{}`: {lacks}", i.file, i.id);
+                continue;
+            }
             let _ = write!(s, "  not reached: {}: {} `{}`", i.file, i.kind, i.id);
             if let Some(c) = &i.cause {
                 let _ = write!(s, " (cause `{c}`)");
@@ -1393,13 +1485,15 @@ impl Coverage {
         let (c, ct) = self.count("cause");
         let (k, kt) = self.count("check");
         let (a, at) = self.count("action");
+        let (g, gt) = self.count("signal");
         json!({
             "playbooks": self.playbooks,
             "causes": {"reached": c, "total": ct},
             "checks": {"reached": k, "total": kt},
             "actions": {"reached": a, "total": at},
+            "signal_alternatives": {"exemplified": g, "total": gt},
             "unreached": self.items.iter().filter(|i| !i.reached).map(|i| json!({
-                "playbook": i.playbook, "file": i.file, "kind": i.kind, "id": i.id, "cause": i.cause,
+                "playbook": i.playbook, "file": i.file, "kind": i.kind, "id": i.id, "cause": i.cause, "lacks": i.lacks,
             })).collect::<Vec<_>>(),
         })
     }

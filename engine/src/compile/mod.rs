@@ -5,6 +5,7 @@
 //! layers (the built-in library, then `--playbooks DIR`); a later layer overrides playbooks,
 //! actions and signals of the same id, while a duplicate inside one layer is an error.
 
+mod basis;
 pub mod graph;
 pub mod native;
 mod playbook;
@@ -19,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::diag::{Diagnostic, code};
 use crate::load::{self, Source};
-use crate::model::playbook::{Actor, DispositionKind, RawAction, RawPlaybook, Role};
+use crate::model::playbook::{Actor, Basis, DispositionKind, RawAction, RawPlaybook, Role};
 use crate::signals::{self, SignalSet};
 pub use graph::{GEdge, GKind, GNode, Graph};
 use script::{Compiler, Site};
@@ -31,6 +32,8 @@ pub struct Check {
     pub id: String,
     pub title: Option<String>,
     pub role: Role,
+    /// What the evidence rests on (declared, or inferred from the script at load time).
+    pub basis: Basis,
     pub script: Script,
     /// Live facts to fetch before evaluating.
     pub needs: Vec<String>,
@@ -56,6 +59,8 @@ pub struct Cause {
     pub title: String,
     pub explain: Option<Template>,
     pub weight: i64,
+    /// The generic reading of a status or protocol code: never more than `likely`.
+    pub fallback: bool,
     pub checks: Vec<Check>,
     pub actions: Vec<Arc<ActionDef>>,
     pub disposition: Option<DispositionDef>,
@@ -120,12 +125,24 @@ pub struct Playbook {
     pub graph: Graph,
 }
 
+/// One signal as its file defines it (after layering), for authoring tools: the per-event
+/// matching uses the compiled [`SignalSet`].
+#[derive(Debug, Clone)]
+pub struct SignalDef {
+    pub name: String,
+    /// The file that defines it.
+    pub file: String,
+    /// Its valid patterns, in file order.
+    pub patterns: Vec<signals::Pattern>,
+}
+
 /// The loaded playbook set: immutable once built and cheap to share behind an `Arc`.
 pub struct Library {
     pub(crate) engine: Engine,
     pub(crate) playbooks: Vec<Arc<Playbook>>,
     pub(crate) actions: BTreeMap<String, Arc<ActionDef>>,
     pub(crate) signals: Arc<SignalSet>,
+    signal_defs: Vec<SignalDef>,
     hash: String,
 }
 
@@ -153,7 +170,8 @@ impl Library {
             }
         }
 
-        let signals = Arc::new(collect_signals(&parsed, &mut diags));
+        let (signals, signal_defs) = collect_signals(&parsed, &mut diags);
+        let signals = Arc::new(signals);
         let engine = crate::sandbox::engine();
         let sources = parsed
             .iter()
@@ -214,6 +232,7 @@ impl Library {
                 playbooks,
                 actions,
                 signals,
+                signal_defs,
                 hash,
             },
             diags,
@@ -241,6 +260,17 @@ impl Library {
     pub fn signal_names(&self) -> impl Iterator<Item = &str> {
         self.signals.names()
     }
+
+    /// Every signal with the file that defines it and its patterns, by name.
+    pub fn signal_defs(&self) -> &[SignalDef] {
+        &self.signal_defs
+    }
+
+    /// Does signal `name` match `text` (as the whole haystack)? `None` for an unknown signal.
+    pub fn signal_matches(&self, name: &str, text: &str) -> Option<bool> {
+        let id = self.signals.id(name)?;
+        Some(self.signals.is_match(id, text))
+    }
 }
 
 fn hash_sources(layers: &[Vec<Source>]) -> String {
@@ -266,7 +296,7 @@ fn spanned_pos<T>(s: &Spanned<T>) -> (u64, u64) {
 fn collect_signals(
     parsed: &[(usize, &Source, RawPlaybook)],
     diags: &mut Vec<Diagnostic>,
-) -> SignalSet {
+) -> (SignalSet, Vec<SignalDef>) {
     let mut by_name: BTreeMap<&str, (usize, &str, Vec<signals::Pattern>)> = BTreeMap::new();
     for (layer, src, raw) in parsed {
         for (name, patterns) in &raw.signals {
@@ -324,18 +354,27 @@ fn collect_signals(
             by_name.insert(name, (*layer, &src.name, valid));
         }
     }
-    let list: Vec<(String, Vec<signals::Pattern>)> = by_name
+    let defs: Vec<SignalDef> = by_name
         .into_iter()
-        .map(|(n, (_, _, p))| (n.to_string(), p))
+        .map(|(n, (_, file, p))| SignalDef {
+            name: n.to_string(),
+            file: file.to_string(),
+            patterns: p,
+        })
         .collect();
-    SignalSet::build(&list).unwrap_or_else(|e| {
+    let list: Vec<(String, Vec<signals::Pattern>)> = defs
+        .iter()
+        .map(|d| (d.name.clone(), d.patterns.clone()))
+        .collect();
+    let set = SignalSet::build(&list).unwrap_or_else(|e| {
         diags.push(Diagnostic::error(
             code::INVALID_REGEX,
             "",
             format!("the signal set does not compile: {e}"),
         ));
         SignalSet::default()
-    })
+    });
+    (set, defs)
 }
 
 type Actions = BTreeMap<String, Arc<ActionDef>>;

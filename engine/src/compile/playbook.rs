@@ -15,7 +15,7 @@ use super::{
     check_id, spanned_pos,
 };
 use crate::diag::{Diagnostic, code, did_you_mean};
-use crate::model::playbook::{RawCheck, RawDisposition, RawPlaybook, RawStep, Role};
+use crate::model::playbook::{Basis, RawCheck, RawDisposition, RawPlaybook, RawStep, Role};
 
 /// A file is a playbook if it has anything beyond shared actions and signals.
 pub(super) fn is_playbook(raw: &RawPlaybook) -> bool {
@@ -138,6 +138,7 @@ struct CheckSrc<'a> {
     expr: &'a Option<Spanned<String>>,
     script: &'a Option<Spanned<String>>,
     needs: &'a [Spanned<String>],
+    basis: Option<Basis>,
     evidence: &'a Option<Spanned<String>>,
     evidence_fail: &'a Option<Spanned<String>>,
 }
@@ -151,6 +152,7 @@ impl<'a> From<&'a RawCheck> for CheckSrc<'a> {
             expr: &c.expr,
             script: &c.script,
             needs: &c.needs,
+            basis: c.basis,
             evidence: &c.evidence,
             evidence_fail: &c.evidence_fail,
         }
@@ -166,6 +168,7 @@ impl<'a> From<&'a RawStep> for CheckSrc<'a> {
             expr: &c.expr,
             script: &c.script,
             needs: &c.needs,
+            basis: c.basis,
             evidence: &c.evidence,
             evidence_fail: &c.evidence_fail,
         }
@@ -243,10 +246,14 @@ fn compile_check(cx: &mut Ctx<'_, '_>, c: CheckSrc<'_>, path: &str) -> Option<Ch
     for n in &needs {
         facts.push(format!("facts.{n}"));
     }
+    let basis = c
+        .basis
+        .unwrap_or_else(|| super::basis::infer(&script.source, &needs));
     Some(Check {
         id: c.id.value.clone(),
         title: c.title.clone(),
         role: c.role,
+        basis,
         script,
         needs,
         evidence,
@@ -429,6 +436,7 @@ pub(super) fn compile(
             title: c.title.clone(),
             explain,
             weight: c.weight,
+            fallback: c.fallback,
             checks: checks.into_iter().flatten().collect(),
             actions: acts.into_iter().flatten().collect(),
             disposition,

@@ -76,6 +76,9 @@ pub struct RawStep {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub needs: Vec<Spanned<String>>,
+    /// What the evidence rests on (default: inferred from what the script reads; see `Basis`).
+    /// Mark `protocol` where the script matches only a generic protocol code or phrase.
+    pub basis: Option<Basis>,
     /// Evidence shown when the check passes. `{expression}` placeholders are filled from the event.
     #[schemars(with = "Option<String>")]
     pub evidence: Option<Spanned<String>>,
@@ -94,6 +97,32 @@ pub struct RawStep {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub on_unknown: Vec<Spanned<String>>,
+}
+
+/// What a check's evidence rests on. Specific evidence (the provider's own words, the
+/// connection's state, a live fact) outranks generic evidence (an HTTP status, a generic protocol
+/// code), across every playbook that applies: see "Ranking" in docs/playbooks.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// The HTTP status, the error kind or the phase alone.
+    Status,
+    /// A generic protocol code or reason phrase that many different failures share
+    /// (OAuth `invalid_grant`, `invalid_token`, `interaction_required`, "Forbidden").
+    Protocol,
+    /// The stored connection record (expiry times, scopes, base URL, environment).
+    State,
+    /// The provider's own error code, message, body or headers.
+    Provider,
+    /// A live fact fetched from the provider or the network during this diagnosis.
+    Live,
+}
+
+impl Basis {
+    /// Whether evidence of this basis is specific (outranks status and protocol codes).
+    pub fn is_specific(self) -> bool {
+        self >= Basis::State
+    }
 }
 
 /// How much a cause's check counts.
@@ -129,6 +158,9 @@ pub struct RawCheck {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub needs: Vec<Spanned<String>>,
+    /// What the evidence rests on (default: inferred from what the script reads; see `Basis`).
+    /// Mark `protocol` where the script matches only a generic protocol code or phrase.
+    pub basis: Option<Basis>,
     /// Evidence shown when the check passes, with `{expression}` placeholders.
     #[schemars(with = "Option<String>")]
     pub evidence: Option<Spanned<String>>,
@@ -152,6 +184,11 @@ pub struct RawCause {
     /// Among causes of equal confidence, a higher weight ranks first (default 0, then file order).
     #[serde(default)]
     pub weight: i64,
+    /// This cause is the generic reading of a status or protocol code (e.g. "a 403 means the
+    /// account lacks access"): it is never confirmed, only `likely`, and it yields to any cause
+    /// with specific evidence. Saying so silences `whyfail check`'s `generic_only_cause` warning.
+    #[serde(default)]
+    pub fallback: bool,
     /// Checks, evaluated in order; the first failing `require` check rules the cause out.
     #[serde(default)]
     pub checks: Vec<RawCheck>,
