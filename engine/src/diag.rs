@@ -40,6 +40,7 @@ pub mod code {
     pub const NO_ACTION: &str = "cause_without_action";
     pub const MISSING_MATCHER: &str = "missing_matcher";
     pub const EMPTY_LIBRARY: &str = "empty_library";
+    pub const GENERIC_ONLY_CAUSE: &str = "generic_only_cause";
 }
 
 /// One problem found in a playbook file.

@@ -127,6 +127,17 @@ impl HelperCtx {
         hit
     }
 
+    /// Signals that matched this event so far (only those scripts asked about are known).
+    pub fn matched_signals(&self) -> Vec<usize> {
+        self.hits
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h == 2)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// A response header, case-insensitively, or `()`.
     pub fn header(&self, name: &str) -> Dynamic {
         self.error
@@ -179,6 +190,10 @@ fn now() -> i64 {
 }
 
 /// Case-insensitive lookup in a headers map.
+pub(crate) fn header_of(headers: &Dynamic, name: &str) -> Option<String> {
+    header_in(headers, name)
+}
+
 fn header_in(headers: &Dynamic, name: &str) -> Option<String> {
     let map = headers.read_lock::<Map>()?;
     if let Some(v) = map.get(name) {

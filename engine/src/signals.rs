@@ -253,6 +253,20 @@ impl SignalSet {
         self.names.is_empty()
     }
 
+    /// Blanks (with spaces) every stretch of `text` that signal `id` matches.
+    pub fn blank_matches(&self, id: usize, text: &mut [u8]) {
+        let Some(re) = self.regexes.get(id).and_then(LazySignal::get) else {
+            return;
+        };
+        let spans: Vec<(usize, usize)> = re
+            .find_iter(&*text)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        for (a, b) in spans {
+            text[a..b].fill(b' ');
+        }
+    }
+
     /// Does signal `id` match the haystack?
     pub fn is_match(&self, id: usize, haystack: &str) -> bool {
         self.regexes

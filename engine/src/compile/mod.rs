@@ -32,8 +32,10 @@ pub struct Check {
     pub id: String,
     pub title: Option<String>,
     pub role: Role,
-    /// What the evidence rests on (declared, or inferred from the script at load time).
+    /// What the evidence rests on: declared, or the most it can be given what the script reads
+    /// (a decided check is then measured, see `eval::worlds`).
     pub basis: Basis,
+    pub basis_declared: bool,
     pub script: Script,
     /// Live facts to fetch before evaluating.
     pub needs: Vec<String>,

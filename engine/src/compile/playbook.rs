@@ -254,6 +254,7 @@ fn compile_check(cx: &mut Ctx<'_, '_>, c: CheckSrc<'_>, path: &str) -> Option<Ch
         title: c.title.clone(),
         role: c.role,
         basis,
+        basis_declared: c.basis.is_some(),
         script,
         needs,
         evidence,
@@ -483,6 +484,7 @@ pub(super) fn compile(
         diags.extend(problems);
         return None;
     }
+    warn_generic_only(file, raw, &nodes, diags);
     Some(Playbook {
         id,
         title: raw.title.clone().unwrap_or_default(),
@@ -495,6 +497,54 @@ pub(super) fn compile(
         inconclusive: fallback,
         graph,
     })
+}
+
+/// Warns about causes that can be given as the diagnosis on generic evidence alone: every
+/// required check (or, without any, every step that routes to the cause or every support check)
+/// rests on an HTTP status or a protocol code. Such a cause is never more than `likely` and
+/// yields to specific evidence; saying `fallback: true` acknowledges that it is meant so.
+fn warn_generic_only(file: &str, raw: &RawPlaybook, nodes: &[Node], diags: &mut Vec<Diagnostic>) {
+    let generic = |c: &Check| !c.basis.is_specific();
+    for (i, rc) in raw.causes.iter().enumerate() {
+        let Some(Node::Cause(c)) = nodes.get(raw.steps.len() + i) else {
+            continue;
+        };
+        if c.fallback {
+            continue;
+        }
+        let me = raw.steps.len() + i;
+        let required: Vec<&Check> = c.checks.iter().filter(|k| k.role == Role::Require).collect();
+        let support: Vec<&Check> = c.checks.iter().filter(|k| k.role == Role::Support).collect();
+        let routes: Vec<&Check> = nodes
+            .iter()
+            .filter_map(|n| match n {
+                Node::Step(s) if s.on_pass.contains(&me) || s.on_fail.contains(&me) => {
+                    Some(&s.check)
+                }
+                _ => None,
+            })
+            .collect();
+        let weak = if required.is_empty() {
+            routes.iter().any(|k| generic(k)) || support.iter().any(|k| generic(k))
+        } else {
+            required.iter().all(|k| generic(k))
+        };
+        if weak {
+            diags.push(
+                Diagnostic::warning(
+                    code::GENERIC_ONLY_CAUSE,
+                    file,
+                    format!(
+                        "cause `{}` can be given as the diagnosis on generic evidence alone (an HTTP status or a protocol code)",
+                        c.id
+                    ),
+                )
+                .at_path(format!("causes[{i}].id"))
+                .at(rc.id.referenced.line(), rc.id.referenced.column())
+                .hint("add a check on the provider's own words or the connection's state; if it is meant as the generic reading of a status, say `fallback: true` (it is then never more than likely and yields to specific evidence)"),
+            );
+        }
+    }
 }
 
 /// Declares a node id: routable nodes (steps, causes) get an index, cause checks do not.

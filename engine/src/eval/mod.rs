@@ -1,31 +1,38 @@
 //! Evaluate stage: one event against the library, giving a [`Resolution`].
 //!
-//! Playbooks are tried from the highest priority down. The first whose walk confirms a cause
-//! (or finds one likely) answers; if none does, the highest-priority playbook that applied
-//! answers `inconclusive`; if none applied, the answer is `no_match`.
+//! Every playbook whose `applies_when` holds is walked (highest priority first) and its causes
+//! join one ranking (`rank`): specific evidence outranks generic evidence whichever playbook it
+//! comes from. The best cause answers when it is confirmed or likely, unless it rests on
+//! generic evidence while the provider's text makes a specific statement no check recognised
+//! (`statement`): then, as when nothing is confirmed or likely, the answer is `inconclusive`
+//! with the open causes as `candidates`. If no playbook applied, the answer is `no_match`.
 
 pub mod event;
+mod rank;
 mod scrub;
+mod statement;
 pub(crate) mod walk;
+mod worlds;
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use rhai::{Dynamic, Map, Scope};
 
-use crate::compile::{ActionDef, DispositionDef, Library, Node, Playbook};
+use crate::compile::{ActionDef, DispositionDef, Library};
 use crate::explain::{self, Audience};
 use crate::facts::FactProvider;
 use crate::model::playbook::DispositionKind;
 use crate::model::resolution::{
-    Action, Confidence, Disposition, NodeKind, Outcome, PathStep, Resolution, RootCause, Status,
-    Symptom,
+    Action, Candidate, Confidence, Disposition, NodeKind, Outcome, PathStep, Resolution,
+    RootCause, Status, Symptom, TraceStep,
 };
 use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
 use crate::time;
 pub use event::{Event, EventError};
 use scrub::Scrubber;
-use walk::{CauseVerdict, Value, WalkResult, Walker};
+use rank::{Ranked, Walked};
+use walk::{Value, Walker};
 
 /// The engine's version, stamped on every resolution.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -85,36 +92,25 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         deadline: opts.deadline.map(|d| std::time::Instant::now() + d),
         trace: opts.trace.then(Vec::new),
         playbook: "",
+        worlds: std::cell::OnceCell::new(),
     };
 
-    let mut fallback: Option<(&Arc<Playbook>, WalkResult)> = None;
+    let mut walked: Vec<Walked<'_>> = Vec::new();
     for pb in &lib.playbooks {
         w.playbook = &pb.id;
-        if !w.applies(&pb.matcher) {
-            continue;
-        }
-        let result = w.walk(pb);
-        let diagnosed = result.verdicts.iter().any(|v| {
-            matches!(
-                v.confidence,
-                Some(Confidence::Confirmed | Confidence::Likely)
-            )
-        });
-        if diagnosed {
-            return finish(&mut w, event, lib, Some((pb, result)), opts.audience);
-        }
-        if fallback.is_none() {
-            fallback = Some((pb, result));
+        if w.applies(&pb.matcher) {
+            let result = w.walk(pb);
+            walked.push(Walked { pb, result });
         }
     }
-    finish(&mut w, event, lib, fallback, opts.audience)
+    finish(&mut w, event, lib, walked, opts.audience)
 }
 
 fn finish(
     w: &mut Walker<'_>,
     event: &Event,
     lib: &Library,
-    walked: Option<(&Arc<Playbook>, WalkResult)>,
+    walked: Vec<Walked<'_>>,
     audience: Audience,
 ) -> Resolution {
     let mut res = Resolution {
@@ -124,6 +120,7 @@ fn finish(
         status: Status::NoMatch,
         symptom: None,
         root_causes: Vec::new(),
+        candidates: Vec::new(),
         actions: Vec::new(),
         disposition: Disposition {
             kind: DispositionKind::NeedsUser,
@@ -135,83 +132,69 @@ fn finish(
         new_credentials: None,
         trace: Vec::new(),
     };
-    if let Some((pb, result)) = walked {
-        build(w, pb, result, &mut res);
+    if !walked.is_empty() {
+        build(w, event, walked, &mut res);
     }
     res.explanation = w.scrub.clean(&explain::render(&res, audience));
     res.trace = w.trace.take().unwrap_or_default();
     res
 }
 
-fn cause_of<'p>(pb: &'p Playbook, v: &CauseVerdict) -> Option<&'p crate::compile::Cause> {
-    match &pb.nodes[v.node] {
-        Node::Cause(c) => Some(c),
-        Node::Step(_) => None,
-    }
-}
+/// How many open causes an inconclusive answer lists.
+const MAX_CANDIDATES: usize = 6;
 
-fn build(w: &mut Walker<'_>, pb: &Playbook, result: WalkResult, res: &mut Resolution) {
+fn build(w: &mut Walker<'_>, event: &Event, walked: Vec<Walked<'_>>, res: &mut Resolution) {
+    let ranked = rank::rank(&walked);
+    // The best cause rests on generic evidence while the provider says something no check
+    // recognised: the generic reading would overrule the provider's own words.
+    let overruled = ranked
+        .first()
+        .filter(|r| r.diagnosed() && !r.specific)
+        .and_then(|_| statement::specific_statement(&event.section("error"), w.helper));
+    let diagnosed = ranked.first().is_some_and(Ranked::diagnosed) && overruled.is_none();
+    let winner = ranked.first().map_or(0, |r| r.walk);
+    let pb = walked[winner].pb;
     res.symptom = Some(Symptom {
         id: pb.id.clone(),
         title: pb.title.clone(),
         playbook: file_name(&pb.file),
     });
-    res.path.push(PathStep {
-        node: pb.id.clone(),
-        kind: NodeKind::Symptom,
-        outcome: Outcome::Matched,
-        detail: None,
-        facts: Default::default(),
-    });
-    res.path.extend(result.path);
-
-    let mut ranked: Vec<&CauseVerdict> = result
-        .verdicts
-        .iter()
-        .filter(|v| v.confidence.is_some())
-        .collect();
-    ranked.sort_by_key(|v| {
-        (
-            v.confidence,
-            -cause_of(pb, v).map_or(0, |c| c.weight),
-            v.order,
-        )
-    });
-    let diagnosed = ranked
-        .first()
-        .is_some_and(|v| v.confidence <= Some(Confidence::Likely));
     res.status = if diagnosed {
         Status::Diagnosed
     } else {
         Status::Inconclusive
     };
-
-    for v in &ranked {
-        let (Some(cause), Some(confidence)) = (cause_of(pb, v), v.confidence) else {
-            continue;
-        };
-        let explain = cause.explain.as_ref().map(|t| w.render(t));
-        res.root_causes.push(RootCause {
-            id: cause.id.clone(),
-            title: cause.title.clone(),
-            confidence,
-            evidence: v.evidence.clone(),
-            explain,
-        });
+    if w.trace.is_some() {
+        let steps = rank_trace(&walked, &ranked, overruled.as_deref(), diagnosed);
+        if let Some(t) = w.trace.as_mut() {
+            t.extend(steps);
+        }
     }
 
     let mut chosen: Vec<Arc<ActionDef>> = Vec::new();
     let mut disposition_def: Option<&DispositionDef> = None;
     if diagnosed {
-        for (i, v) in ranked
+        for r in ranked
             .iter()
-            .filter(|v| v.confidence <= Some(Confidence::Likely))
-            .enumerate()
+            .filter(|r| r.diagnosed() || (r.walk == winner))
         {
-            let Some(cause) = cause_of(pb, v) else {
+            let walk = &walked[r.walk];
+            let v = &walk.result.verdicts[r.verdict];
+            let Some(cause) = rank::cause_of(walk.pb, v) else {
                 continue;
             };
-            if i == 0 {
+            let explain = cause.explain.as_ref().map(|t| w.render(t));
+            res.root_causes.push(RootCause {
+                id: cause.id.clone(),
+                title: cause.title.clone(),
+                confidence: r.confidence,
+                evidence: v.evidence.clone(),
+                explain,
+            });
+            if !r.diagnosed() {
+                continue;
+            }
+            if disposition_def.is_none() && chosen.is_empty() {
                 disposition_def = cause.disposition.as_ref();
             }
             for a in &cause.actions {
@@ -223,11 +206,54 @@ fn build(w: &mut Walker<'_>, pb: &Playbook, result: WalkResult, res: &mut Resolu
             }
         }
     } else {
+        for r in ranked.iter().take(MAX_CANDIDATES) {
+            let walk = &walked[r.walk];
+            let v = &walk.result.verdicts[r.verdict];
+            let Some(cause) = rank::cause_of(walk.pb, v) else {
+                continue;
+            };
+            let why_open = match (&overruled, r.diagnosed()) {
+                (Some(said), true) => format!(
+                    "it rests on {} alone, while the provider says something more specific (“{said}”) that no check recognised",
+                    rank::basis_words(v.basis)
+                ),
+                _ => "nothing in the event confirms it or rules it out".to_string(),
+            };
+            res.candidates.push(Candidate {
+                id: cause.id.clone(),
+                title: cause.title.clone(),
+                why_open: w.scrub.clean(&why_open),
+                confidence: r.confidence,
+                symptom: walk.pb.id.clone(),
+            });
+        }
         disposition_def = pb.inconclusive.disposition.as_ref();
         for a in &pb.inconclusive.actions {
             if !chosen.iter().any(|c| c.id == a.id) && a.when.as_ref().is_none_or(|s| w.truthy(s)) {
                 chosen.push(a.clone());
             }
+        }
+    }
+
+    // The path: every playbook that applied, in the order they were walked; the one that
+    // answers shows every node (unvisited ones as skipped), the others what they visited.
+    for (i, walk) in walked.into_iter().enumerate() {
+        res.path.push(PathStep {
+            node: walk.pb.id.clone(),
+            kind: NodeKind::Symptom,
+            outcome: Outcome::Matched,
+            detail: None,
+            facts: Default::default(),
+        });
+        if i == winner {
+            res.path.extend(walk.result.path);
+        } else {
+            res.path.extend(
+                walk.result
+                    .path
+                    .into_iter()
+                    .filter(|p| p.outcome != Outcome::Skipped),
+            );
         }
     }
     for a in &chosen {
@@ -241,6 +267,70 @@ fn build(w: &mut Walker<'_>, pb: &Playbook, result: WalkResult, res: &mut Resolu
         });
     }
     res.disposition = disposition(w, disposition_def, chosen.first(), res.actions.first());
+}
+
+/// Trace entries that say why the causes came in this order (`diagnose --trace`).
+fn rank_trace(
+    walked: &[Walked<'_>],
+    ranked: &[Ranked],
+    overruled: Option<&str>,
+    diagnosed: bool,
+) -> Vec<TraceStep> {
+    let describe = |r: &Ranked| {
+        let walk = &walked[r.walk];
+        let v = &walk.result.verdicts[r.verdict];
+        let id = rank::cause_of(walk.pb, v).map_or("", |c| c.id.as_str());
+        let fallback = rank::cause_of(walk.pb, v).is_some_and(|c| c.fallback);
+        let conf = match r.confidence {
+            Confidence::Confirmed => "confirmed",
+            Confidence::Likely => "likely",
+            Confidence::Possible => "possible",
+        };
+        let on = if fallback {
+            "a fallback reading (counts as generic)".to_string()
+        } else {
+            rank::basis_words(v.basis).to_string()
+        };
+        (walk.pb.id.clone(), id.to_string(), format!("{conf}, on {on}, priority {}", walk.pb.priority))
+    };
+    let mut out = Vec::new();
+    for (n, r) in ranked.iter().enumerate() {
+        let (playbook, node, what) = describe(r);
+        let detail = if n == 0 {
+            match overruled {
+                Some(said) => format!(
+                    "{what}; not given as the diagnosis: it rests on generic evidence while the provider says “{said}”, which no check recognised"
+                ),
+                None if diagnosed => format!("{what}; ranked first"),
+                None => format!("{what}; nothing is confirmed or likely"),
+            }
+        } else {
+            let (_, first, _) = describe(&ranked[0]);
+            let why = if ranked[0].diagnosed() != r.diagnosed() {
+                "it is diagnosed, this one is not"
+            } else if ranked[0].specific != r.specific {
+                "its evidence is specific, this one's is generic"
+            } else if ranked[0].confidence != r.confidence {
+                "its confidence is higher"
+            } else {
+                "same confidence and specificity: playbook priority, then weight, then order"
+            };
+            format!("{what}; below `{first}`: {why}")
+        };
+        out.push(TraceStep {
+            playbook,
+            node,
+            kind: "rank".to_string(),
+            outcome: format!("#{}", n + 1),
+            detail: Some(detail),
+            script: String::new(),
+            reads: Default::default(),
+            facts: Default::default(),
+            native: true,
+            micros: 0,
+        });
+    }
+    out
 }
 
 fn file_name(path: &str) -> String {

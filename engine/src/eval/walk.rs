@@ -13,10 +13,11 @@ use rhai::{Dynamic, EvalAltResult, Map, Scope};
 use crate::compile::native::{NativeCtx, Stop};
 use crate::compile::{Cause, Check, Library, Node, Playbook, Script, Segment, Template};
 use crate::eval::scrub::Scrubber;
+use crate::eval::worlds::{World, Worlds};
 use crate::facts::{FactProvider, FactRequest};
-use crate::model::playbook::Role;
+use crate::model::playbook::{Basis, Role};
 use crate::model::resolution::{Confidence, NodeKind, Outcome, PathStep, TraceStep};
-use crate::sandbox::HelperCtx;
+use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
 
 /// A cause's verdict.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub(crate) struct CauseVerdict {
     pub node: usize,
     pub confidence: Option<Confidence>,
     pub evidence: Vec<String>,
+    /// The most specific basis among the evidence that counted for it (`None`: no evidence).
+    pub basis: Option<Basis>,
     pub order: usize,
 }
 
@@ -46,6 +49,8 @@ pub(crate) struct Walker<'a> {
     pub trace: Option<Vec<TraceStep>>,
     /// The playbook being walked (for the trace).
     pub playbook: &'a str,
+    /// Reduced copies of the event for measuring what a check rests on, built when first needed.
+    pub worlds: std::cell::OnceCell<Worlds>,
 }
 
 /// Outcome of evaluating one script.
@@ -81,6 +86,59 @@ impl Walker<'_> {
             }
             Err(e) => Value::Failed(self.scrub.clean(&first_line(&e.to_string()))),
         }
+    }
+
+    /// Evaluates a script in a reduced copy of the event (see `eval::worlds`).
+    fn run_in(&self, script: &Script, world: &World) -> Value {
+        // Helpers read the installed context, natively run or not.
+        let _guard = sandbox::install(world.helper.clone());
+        if let Some(native) = &script.native {
+            match native.eval(&NativeCtx {
+                vars: &world.vars,
+                helper: &world.helper,
+            }) {
+                Ok(v) => return Value::Ok(v),
+                Err(Stop::Missing(why)) => return Value::Missing(why),
+                Err(Stop::Fallback) => {}
+            }
+        }
+        let mut scope = Scope::new();
+        for (var, value) in SCOPE_VARS.iter().zip(&world.vars) {
+            scope.push_constant_dynamic(*var, value.clone());
+        }
+        match self
+            .lib
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &script.ast)
+        {
+            Ok(v) => Value::Ok(v),
+            Err(e) if is_missing_data(&e) => Value::Missing(String::new()),
+            Err(_) => Value::Failed(String::new()),
+        }
+    }
+
+    /// What a check that decided `outcome` rests on: declared, or measured by asking it again
+    /// with only the status, then only the status and the connection's state, visible.
+    fn measure(&self, c: &Check, outcome: Outcome) -> Basis {
+        if c.basis_declared || c.basis == Basis::Status || c.basis == Basis::Live {
+            return c.basis;
+        }
+        let worlds = self.worlds.get_or_init(|| {
+            Worlds::new(
+                self.vars,
+                self.helper.now,
+                self.helper.signals.clone(),
+                self.helper.secrets.clone(),
+            )
+        });
+        if outcome_of(&self.run_in(&c.script, &worlds.status)) == outcome {
+            return Basis::Status;
+        }
+        if c.basis == Basis::State || outcome_of(&self.run_in(&c.script, &worlds.state)) == outcome
+        {
+            return Basis::State;
+        }
+        Basis::Provider
     }
 
     /// `true` only for a boolean true; missing data and errors count as false.
@@ -341,6 +399,23 @@ impl Walker<'_> {
     }
 }
 
+/// A script's value as a check outcome (ignoring why it is unknown or an error).
+fn outcome_of(v: &Value) -> Outcome {
+    match v {
+        Value::Ok(d) => match d.as_bool() {
+            Ok(true) => Outcome::Pass,
+            Ok(false) => Outcome::Fail,
+            Err(_) => match d.read_lock::<rhai::ImmutableString>().as_deref().map(|s| s.as_str()) {
+                Some("pass") => Outcome::Pass,
+                Some("fail") => Outcome::Fail,
+                _ => Outcome::Unknown,
+            },
+        },
+        Value::Missing(_) => Outcome::Unknown,
+        Value::Failed(_) => Outcome::Error,
+    }
+}
+
 /// The value at a dotted path of the event (`()` when absent).
 fn lookup(root: &Dynamic, path: &str) -> Dynamic {
     let mut cur = root.clone();
@@ -481,7 +556,13 @@ impl Walker<'_> {
         }
     }
 
-    fn visit(&mut self, pb: &Playbook, i: usize, via: Option<String>, st: &mut WalkState) {
+    fn visit(
+        &mut self,
+        pb: &Playbook,
+        i: usize,
+        via: Option<(String, Basis)>,
+        st: &mut WalkState,
+    ) {
         if st.visited[i] {
             return;
         }
@@ -502,7 +583,7 @@ impl Walker<'_> {
                     _ => &s.on_unknown,
                 };
                 let evidence = if matches!(outcome, Outcome::Pass | Outcome::Fail) {
-                    detail
+                    detail.map(|d| (d, self.measure(&s.check, outcome)))
                 } else {
                     None
                 };
@@ -514,7 +595,7 @@ impl Walker<'_> {
         }
     }
 
-    fn cause(&mut self, i: usize, c: &Cause, via: Option<String>, st: &mut WalkState) {
+    fn cause(&mut self, i: usize, c: &Cause, via: Option<(String, Basis)>, st: &mut WalkState) {
         let at = st.path.len();
         st.path.push(PathStep {
             node: c.id.clone(),
@@ -524,7 +605,11 @@ impl Walker<'_> {
             facts: Default::default(),
         });
         let routed = via.is_some();
-        let mut evidence: Vec<String> = via.into_iter().collect();
+        let mut basis: Option<Basis> = via.as_ref().map(|(_, b)| *b);
+        // Support checks corroborate; they decide what a cause rests on only when it has no
+        // required check and was not routed to (then they are all its evidence).
+        let mut support_basis: Option<Basis> = None;
+        let mut evidence: Vec<String> = via.into_iter().map(|(d, _)| d).collect();
         let (mut required, mut passed, mut undecided, mut supported) = (0, 0, 0, 0);
         let mut ruled_out: Option<Option<String>> = None;
         let live = c.checks.iter().any(|k| !k.needs.is_empty());
@@ -561,6 +646,7 @@ impl Walker<'_> {
                 (Role::Require, Outcome::Pass) => {
                     required += 1;
                     passed += 1;
+                    basis = basis.max(Some(self.measure(check, Outcome::Pass)));
                     evidence.extend(detail);
                 }
                 (Role::Require, Outcome::Fail) => ruled_out = Some(detail),
@@ -570,18 +656,32 @@ impl Walker<'_> {
                 }
                 (Role::Support, Outcome::Pass) => {
                     supported += 1;
+                    support_basis = support_basis.max(Some(self.measure(check, Outcome::Pass)));
                     evidence.extend(detail);
                 }
                 (Role::Support, _) => {}
             }
+        }
+        if required == 0 && !routed {
+            basis = support_basis;
         }
         let confidence = if let Some(why) = ruled_out {
             st.path[at].outcome = Outcome::RuledOut;
             st.path[at].detail = why;
             None
         } else if undecided == 0 && (required > 0 || routed) {
-            st.path[at].outcome = Outcome::Confirmed;
-            Some(Confidence::Confirmed)
+            // Generic evidence (a status, a protocol code) never confirms: it may be the
+            // diagnosis only as `likely`, and specific evidence elsewhere outranks it.
+            if c.fallback || !basis.is_some_and(Basis::is_specific) {
+                st.path[at].detail = Some(
+                    "likely: the evidence is generic (an HTTP status or a protocol code); specific evidence would confirm it"
+                        .into(),
+                );
+                Some(Confidence::Likely)
+            } else {
+                st.path[at].outcome = Outcome::Confirmed;
+                Some(Confidence::Confirmed)
+            }
         } else if passed + supported > 0 || routed {
             st.path[at].detail = Some("likely: some evidence, not all checks could decide".into());
             Some(Confidence::Likely)
@@ -594,6 +694,7 @@ impl Walker<'_> {
             node: i,
             confidence,
             evidence,
+            basis,
             order,
         });
     }

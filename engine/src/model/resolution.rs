@@ -21,8 +21,12 @@ pub struct Resolution {
     pub status: Status,
     /// The symptom (playbook) that matched; absent when nothing matched.
     pub symptom: Option<Symptom>,
-    /// Best first; empty when nothing supports a diagnosis.
+    /// Best first; empty unless `status` is `diagnosed` (see `candidates`).
     pub root_causes: Vec<RootCause>,
+    /// With `inconclusive`: the causes still open, best first, so a person sees what it might
+    /// be. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
     /// Ordered: do the first one first.
     pub actions: Vec<Action>,
     pub disposition: Disposition,
@@ -126,6 +130,20 @@ pub struct RootCause {
     /// The cause in plain words for an end user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explain: Option<String>,
+}
+
+/// A cause still open in an inconclusive resolution.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Candidate {
+    pub id: String,
+    pub title: String,
+    /// Why it is neither confirmed nor ruled out.
+    pub why_open: String,
+    /// How far the evidence went: `likely` (only generic evidence, which the provider's own
+    /// words do not bear out) or `possible` (nothing for it, nothing against it).
+    pub confidence: Confidence,
+    /// The symptom (playbook) it belongs to.
+    pub symptom: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
