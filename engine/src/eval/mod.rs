@@ -149,8 +149,8 @@ fn build(w: &mut Walker<'_>, event: &Event, walked: Vec<Walked<'_>>, res: &mut R
     // recognised: the generic reading would overrule the provider's own words.
     let overruled = ranked
         .first()
-        .filter(|r| r.diagnosed() && !r.specific)
-        .and_then(|_| statement::specific_statement(&event.section("error"), w.helper));
+        .filter(|r| r.diagnosed() && !r.grounded)
+        .and_then(|_| statement::specific_statement(event, w.helper));
     let diagnosed = ranked.first().is_some_and(Ranked::diagnosed) && overruled.is_none();
     let winner = ranked.first().map_or(0, |r| r.walk);
     let pb = walked[winner].pb;
@@ -215,7 +215,7 @@ fn build(w: &mut Walker<'_>, event: &Event, walked: Vec<Walked<'_>>, res: &mut R
             let why_open = match (&overruled, r.diagnosed()) {
                 (Some(said), true) => format!(
                     "it rests on {} alone, while the provider says something more specific (“{said}”) that no check recognised",
-                    rank::basis_words(v.basis)
+                    rank::basis_words(v.grounds)
                 ),
                 _ => "nothing in the event confirms it or rules it out".to_string(),
             };

@@ -34,6 +34,9 @@ pub(crate) struct Ranked {
     pub confidence: Confidence,
     /// Rests on specific evidence (see the module doc).
     pub specific: bool,
+    /// Some of its evidence, corroboration included, comes from the provider's words, the
+    /// connection's state or a live fact: the provider's text was read, not overruled.
+    pub grounded: bool,
 }
 
 impl Ranked {
@@ -62,6 +65,7 @@ pub(crate) fn rank(walked: &[Walked<'_>]) -> Vec<Ranked> {
                 verdict: i,
                 confidence,
                 specific: !cause.fallback && v.basis.is_some_and(Basis::is_specific),
+                grounded: v.grounds.is_some_and(Basis::is_specific),
             });
         }
     }

@@ -15,6 +15,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use rhai::{Dynamic, ImmutableString, Map};
 
+use crate::eval::Event;
 use crate::sandbox::HelperCtx;
 
 /// Words that say nothing beyond "this HTTP call failed": reason phrases of every status,
@@ -67,6 +68,10 @@ const GENERIC: &[&str] = &[
     "pool", "port", "socket", "read", "write", "connect", "connected", "connecting", "timed",
     "stream", "channel", "exceptions", "errno", "syscall", "address", "remote", "local",
     "indicate", "indicates", "success", "successful", "successfully",
+    "how", "handle", "them", "they", "about", "like", "just", "current", "currently",
+    "protected", "area", "page", "site", "website", "server's", "request's",
+    "grant", "grants", "refresh", "refreshing", "refreshed", "oauth", "exchange", "exchanging",
+    "expected", "given", "following", "specified", "requested", "attempt", "attempted",
 ];
 
 fn generic() -> &'static HashSet<&'static str> {
@@ -77,7 +82,8 @@ fn generic() -> &'static HashSet<&'static str> {
 /// The provider's specific statement in the error, if it makes one that no signal recognised:
 /// the first words that survive, for the explanation. `None` when the text only says "this
 /// call failed" (or everything specific in it was recognised).
-pub(crate) fn specific_statement(error: &Dynamic, helper: &HelperCtx) -> Option<String> {
+pub(crate) fn specific_statement(event: &Event, helper: &HelperCtx) -> Option<String> {
+    let error = event.section("error");
     let map = error.read_lock::<Map>()?;
     let mut pieces: Vec<String> = Vec::new();
     for key in ["code", "body", "message"] {
@@ -91,6 +97,7 @@ pub(crate) fn specific_statement(error: &Dynamic, helper: &HelperCtx) -> Option<
     }
     drop(map);
     let recognised = helper.matched_signals();
+    let names = own_names(event);
     let mut words: Vec<String> = Vec::new();
     for piece in pieces {
         let mut bytes = piece.into_bytes();
@@ -99,7 +106,28 @@ pub(crate) fn specific_statement(error: &Dynamic, helper: &HelperCtx) -> Option<
         }
         content_words(&String::from_utf8_lossy(&bytes), &mut words);
     }
+    // The service naming itself ("Jira is …", "HaloPSA …") says nothing about the failure.
+    words.retain(|w| !names.iter().any(|n| n.contains(w.as_str())));
     (words.len() >= 2).then(|| words.into_iter().take(8).collect::<Vec<_>>().join(" "))
+}
+
+/// The provider's name and the labels of the base URL's host, lower-cased.
+fn own_names(event: &Event) -> Vec<String> {
+    let conn = event.section("connection");
+    let Some(c) = conn.read_lock::<Map>() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(p) = c.get("provider").and_then(|v| v.read_lock::<ImmutableString>().map(|s| s.to_ascii_lowercase())) {
+        out.push(p);
+    }
+    if let Some(u) = c.get("base_url").and_then(|v| v.read_lock::<ImmutableString>().map(|s| s.to_string()))
+        && let Some(host) = u.split("://").nth(1).and_then(|r| r.split(['/', ':', '?']).next())
+    {
+        out.extend(host.split('.').map(str::to_ascii_lowercase));
+    }
+    out.retain(|n| n.len() >= 3);
+    out
 }
 
 /// The text pieces of a value: string leaves (object keys are field names, not statements), a
@@ -206,11 +234,13 @@ fn camel_parts(token: &str) -> Vec<&str> {
 mod tests {
     use super::*;
 
-    fn statement(json: &str) -> Option<String> {
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        let error = rhai::serde::to_dynamic(v).unwrap();
-        let helper = HelperCtx::new(0, error.clone(), Vec::new().into(), Default::default());
-        specific_statement(&error, &helper)
+    fn statement(error: &str) -> Option<String> {
+        let event = Event::parse(&format!(
+            r#"{{"error": {error}, "connection": {{"provider": "halopsa", "base_url": "https://acme.atlassian.net/rest"}}}}"#
+        ))
+        .unwrap();
+        let helper = HelperCtx::new(0, event.section("error"), Vec::new().into(), Default::default());
+        specific_statement(&event, &helper)
     }
 
     #[test]
@@ -226,6 +256,7 @@ mod tests {
             r#"{"status": 401, "body": {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}}"#,
             r#"{"status": 522, "body": "<!DOCTYPE html><html><head><title>api.example.com | 522: Connection timed out</title></head><body>Cloudflare Ray ID: 8f1e</body></html>"}"#,
             r#"{"kind": "timeout", "message": "requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.example.com', port=443): (read timeout=10)"}"#,
+            r#"{"status": 401, "message": "HaloPSA: Atlassian says unauthorized"}"#,
         ] {
             assert_eq!(statement(e), None, "{e}");
         }

@@ -25,8 +25,11 @@ pub(crate) struct CauseVerdict {
     pub node: usize,
     pub confidence: Option<Confidence>,
     pub evidence: Vec<String>,
-    /// The most specific basis among the evidence that counted for it (`None`: no evidence).
+    /// What its defining evidence rests on (required checks and the step that routed to it;
+    /// support checks only for a cause that has neither): `None` when it has none.
     pub basis: Option<Basis>,
+    /// The most specific basis among all its evidence, corroborating support checks included.
+    pub grounds: Option<Basis>,
     pub order: usize,
 }
 
@@ -662,6 +665,7 @@ impl Walker<'_> {
                 (Role::Support, _) => {}
             }
         }
+        let grounds = basis.max(support_basis);
         if required == 0 && !routed {
             basis = support_basis;
         }
@@ -695,6 +699,7 @@ impl Walker<'_> {
             confidence,
             evidence,
             basis,
+            grounds,
             order,
         });
     }
