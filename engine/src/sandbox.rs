@@ -127,17 +127,6 @@ impl HelperCtx {
         hit
     }
 
-    /// Signals that matched this event so far (only those scripts asked about are known).
-    pub fn matched_signals(&self) -> Vec<usize> {
-        self.hits
-            .borrow()
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| **h == 2)
-            .map(|(i, _)| i)
-            .collect()
-    }
-
     /// A response header, case-insensitively, or `()`.
     pub fn header(&self, name: &str) -> Dynamic {
         self.error

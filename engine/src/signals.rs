@@ -49,11 +49,20 @@ pub struct SignalSet {
 struct LazySignal {
     alternation: String,
     re: OnceLock<Option<Regex>>,
+    /// The same alternation able to report where it matches (the matcher above, built without
+    /// capture states, can only say whether); built only for the rare callers that need spans.
+    finder: OnceLock<Option<Regex>>,
 }
 
 impl LazySignal {
     fn get(&self) -> Option<&Regex> {
         self.re.get_or_init(|| compile(&self.alternation)).as_ref()
+    }
+
+    fn finder(&self) -> Option<&Regex> {
+        self.finder
+            .get_or_init(|| builder(WhichCaptures::Implicit).build(&self.alternation).ok())
+            .as_ref()
     }
 }
 
@@ -61,22 +70,25 @@ impl LazySignal {
 /// case-insensitive, no Unicode, bytes. Our trigger pass is the prefilter, so the regex's own
 /// (costly to build) prefilter is off, and `is_match` needs no captures.
 pub fn compile(pattern: &str) -> Option<Regex> {
-    Regex::builder()
-        .syntax(
-            syntax::Config::new()
-                .case_insensitive(true)
-                .unicode(false)
-                .utf8(false),
-        )
-        .configure(
-            Regex::config()
-                .auto_prefilter(false)
-                .which_captures(WhichCaptures::None)
-                .nfa_size_limit(Some(8 << 20))
-                .hybrid_cache_capacity(256 << 10),
-        )
-        .build(pattern)
-        .ok()
+    builder(WhichCaptures::None).build(pattern).ok()
+}
+
+fn builder(captures: WhichCaptures) -> regex_automata::meta::Builder {
+    let mut b = Regex::builder();
+    b.syntax(
+        syntax::Config::new()
+            .case_insensitive(true)
+            .unicode(false)
+            .utf8(false),
+    )
+    .configure(
+        Regex::config()
+            .auto_prefilter(false)
+            .which_captures(captures)
+            .nfa_size_limit(Some(8 << 20))
+            .hybrid_cache_capacity(256 << 10),
+    );
+    b
 }
 
 /// The top-level alternatives of a pattern (`a|b|c` gives three; anything else gives itself),
@@ -177,6 +189,7 @@ impl SignalSet {
             set.regexes.push(LazySignal {
                 alternation,
                 re: OnceLock::new(),
+                finder: OnceLock::new(),
             });
             let lits: Option<Vec<String>> = if pats.is_empty() {
                 Some(Vec::new())
@@ -255,7 +268,7 @@ impl SignalSet {
 
     /// Blanks (with spaces) every stretch of `text` that signal `id` matches.
     pub fn blank_matches(&self, id: usize, text: &mut [u8]) {
-        let Some(re) = self.regexes.get(id).and_then(LazySignal::get) else {
+        let Some(re) = self.regexes.get(id).and_then(LazySignal::finder) else {
             return;
         };
         let spans: Vec<(usize, usize)> = re
@@ -342,6 +355,14 @@ pub(crate) mod tests {
             }
         }
         assert!(set.always.contains(&2));
+    }
+
+    #[test]
+    fn blank_matches_blanks_every_match() {
+        let set = build(&[("m", &["(scheduled|planned) maintenance", "exceeded"])]);
+        let mut text = b"Jira is undergoing Scheduled Maintenance; quota exceeded".to_vec();
+        set.blank_matches(0, &mut text);
+        assert_eq!(String::from_utf8(text).unwrap(), "Jira is undergoing                      ; quota         ");
     }
 
     #[test]

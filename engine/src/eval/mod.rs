@@ -287,7 +287,7 @@ fn rank_trace(
             Confidence::Possible => "possible",
         };
         let on = if fallback {
-            "a fallback reading (counts as generic)".to_string()
+            format!("{} (a fallback reading)", rank::basis_words(v.basis))
         } else {
             rank::basis_words(v.basis).to_string()
         };

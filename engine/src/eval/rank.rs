@@ -3,8 +3,8 @@
 //! Every applicable playbook has its say; a cause's place depends on, in order:
 //! 1. whether it is diagnosed at all (confirmed or likely, against possible);
 //! 2. specificity: evidence from the provider's own words, the connection's state or a live
-//!    fact outranks evidence from an HTTP status or a generic protocol code (and a `fallback`
-//!    cause, the generic reading of a status, always counts as generic);
+//!    fact outranks evidence from an HTTP status or a generic protocol code (a `fallback`
+//!    cause is never more than likely, so specific evidence that confirms another cause wins);
 //! 3. confidence; 4. the playbook's priority; 5. the cause's weight within its playbook;
 //! 6. visit order.
 //!
@@ -34,8 +34,8 @@ pub(crate) struct Ranked {
     pub confidence: Confidence,
     /// Rests on specific evidence (see the module doc).
     pub specific: bool,
-    /// Some of its evidence, corroboration included, comes from the provider's words, the
-    /// connection's state or a live fact: the provider's text was read, not overruled.
+    /// Some of its evidence, corroboration included, read the provider's words (specific, or
+    /// judged generic by a `protocol` check), the connection's state or a live fact.
     pub grounded: bool,
 }
 
@@ -57,15 +57,17 @@ pub(crate) fn rank(walked: &[Walked<'_>]) -> Vec<Ranked> {
     let mut out = Vec::new();
     for (w, walk) in walked.iter().enumerate() {
         for (i, v) in walk.result.verdicts.iter().enumerate() {
-            let (Some(confidence), Some(cause)) = (v.confidence, cause_of(walk.pb, v)) else {
+            let (Some(confidence), Some(_)) = (v.confidence, cause_of(walk.pb, v)) else {
                 continue;
             };
             out.push(Ranked {
                 walk: w,
                 verdict: i,
                 confidence,
-                specific: !cause.fallback && v.basis.is_some_and(Basis::is_specific),
-                grounded: v.grounds.is_some_and(Basis::is_specific),
+                specific: v.basis.is_some_and(Basis::is_specific),
+                // A declared `protocol` basis means the author read the provider's code or
+                // words and judged them generic: read, not overruled.
+                grounded: v.grounds.is_some_and(|b| b >= Basis::Protocol),
             });
         }
     }

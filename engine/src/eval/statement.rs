@@ -72,6 +72,7 @@ const GENERIC: &[&str] = &[
     "protected", "area", "page", "site", "website", "server's", "request's",
     "grant", "grants", "refresh", "refreshing", "refreshed", "oauth", "exchange", "exchanging",
     "expected", "given", "following", "specified", "requested", "attempt", "attempted",
+    "key", "keys", "perform", "performing", "aadsts", "apikey",
 ];
 
 fn generic() -> &'static HashSet<&'static str> {
@@ -79,7 +80,8 @@ fn generic() -> &'static HashSet<&'static str> {
     &SET
 }
 
-/// The provider's specific statement in the error, if it makes one that no signal recognised:
+/// The provider's specific statement in the error, if it makes one that no signal of the
+/// library recognises:
 /// the first words that survive, for the explanation. `None` when the text only says "this
 /// call failed" (or everything specific in it was recognised).
 pub(crate) fn specific_statement(event: &Event, helper: &HelperCtx) -> Option<String> {
@@ -96,12 +98,14 @@ pub(crate) fn specific_statement(event: &Event, helper: &HelperCtx) -> Option<St
         pieces.extend(www);
     }
     drop(map);
-    let recognised = helper.matched_signals();
     let names = own_names(event);
     let mut words: Vec<String> = Vec::new();
     for piece in pieces {
+        // Wording any signal of the library recognises is known, whether or not a check
+        // happened to ask for that signal on this event.
         let mut bytes = piece.into_bytes();
-        for &id in &recognised {
+        let candidates = helper.signals.candidates(&String::from_utf8_lossy(&bytes));
+        for (id, _) in candidates.iter().enumerate().filter(|(_, c)| **c) {
             helper.signals.blank_matches(id, &mut bytes);
         }
         content_words(&String::from_utf8_lossy(&bytes), &mut words);
@@ -162,7 +166,7 @@ fn text_leaves(text: &str, is_message: bool, out: &mut Vec<String>) {
     out.push(text.to_string());
 }
 
-fn is_html(text: &str) -> bool {
+pub(crate) fn is_html(text: &str) -> bool {
     static HTML: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?i)<(!doctype|html|head|body|title|center|h1|div|p)\b").expect("static regex")
     });

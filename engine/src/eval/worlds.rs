@@ -41,7 +41,8 @@ fn var(vars: &[Dynamic], name: &str) -> Dynamic {
         .unwrap_or(Dynamic::UNIT)
 }
 
-/// The error with only its status and kind.
+/// The error with only its status and kind, and what a gateway says for any service: an HTML
+/// error page as the body and its `content-type` (a proxy's page is not the provider's words).
 fn bare_error(error: &Dynamic) -> Dynamic {
     let mut m = Map::new();
     if let Some(e) = error.read_lock::<Map>() {
@@ -49,6 +50,17 @@ fn bare_error(error: &Dynamic) -> Dynamic {
             if let Some(v) = e.get(key) {
                 m.insert(key.into(), v.flatten_clone());
             }
+        }
+        if let Some(b) = e.get("body")
+            && b.read_lock::<rhai::ImmutableString>()
+                .is_some_and(|s| crate::eval::statement::is_html(&s))
+        {
+            m.insert("body".into(), b.flatten_clone());
+        }
+        if let Some(ct) = e.get("headers").and_then(|h| crate::sandbox::header_of(h, "content-type")) {
+            let mut h = Map::new();
+            h.insert("content-type".into(), ct.into());
+            m.insert("headers".into(), Dynamic::from_map(h));
         }
     }
     Dynamic::from_map(m).into_shared()
