@@ -72,7 +72,8 @@ const GENERIC: &[&str] = &[
     "protected", "area", "page", "site", "website", "server's", "request's",
     "grant", "grants", "refresh", "refreshing", "refreshed", "oauth", "exchange", "exchanging",
     "expected", "given", "following", "specified", "requested", "attempt", "attempted",
-    "key", "keys", "perform", "performing", "aadsts", "apikey",
+    "key", "keys", "perform", "performing", "aadsts", "apikey", "other", "reasons", "various",
+    "realm", "scheme", "challenge",
 ];
 
 fn generic() -> &'static HashSet<&'static str> {
@@ -102,17 +103,60 @@ pub(crate) fn specific_statement(event: &Event, helper: &HelperCtx) -> Option<St
     let mut words: Vec<String> = Vec::new();
     for piece in pieces {
         // Wording any signal of the library recognises is known, whether or not a check
-        // happened to ask for that signal on this event.
-        let mut bytes = piece.into_bytes();
+        // happened to ask for that signal on this event. Noise goes first, so a blanked match
+        // cannot cut a URL in two.
+        let mut bytes = noise().replace_all(&piece, " ").into_owned().into_bytes();
         let candidates = helper.signals.candidates(&String::from_utf8_lossy(&bytes));
         for (id, _) in candidates.iter().enumerate().filter(|(_, c)| **c) {
             helper.signals.blank_matches(id, &mut bytes);
         }
-        content_words(&String::from_utf8_lossy(&bytes), &mut words);
+        words_of(&String::from_utf8_lossy(&bytes), &mut words);
     }
     // The service naming itself ("Jira is …", "HaloPSA …") says nothing about the failure.
     words.retain(|w| !names.iter().any(|n| n.contains(w.as_str())));
     (words.len() >= 2).then(|| words.into_iter().take(8).collect::<Vec<_>>().join(" "))
+}
+
+/// The words of HTTP reason phrases and of the wrappers HTTP clients put around a status
+/// ("Request failed with status code 403", "403 Client Error: Forbidden for url: …",
+/// "Response status code does not indicate success: 503 (Service Unavailable).").
+const STATUS_WORDS: &[&str] = &[
+    "http", "https", "error", "errors", "failed", "failure", "request", "response", "status",
+    "code", "client", "server", "exception", "the", "with", "for", "url", "uri", "of", "to", "in",
+    "an", "is", "was", "by", "at", "on", "does", "not", "indicate", "success", "remote",
+    "returned", "resulted", "raise", "axios", "axioserror", "httperror", "requests", "exceptions",
+    "ok", "bad", "unauthorized", "unauthorised", "forbidden", "found", "method", "allowed",
+    "acceptable", "proxy", "authentication", "required", "timeout", "time", "out", "conflict",
+    "gone", "length", "precondition", "payload", "too", "large", "long", "unsupported", "media",
+    "type", "range", "satisfiable", "expectation", "teapot", "misdirected", "unprocessable",
+    "content", "entity", "locked", "dependency", "early", "upgrade", "many", "header", "fields",
+    "unavailable", "legal", "reasons", "internal", "implemented", "gateway", "service",
+    "version", "supported", "insufficient", "storage", "loop", "detected", "network",
+    "temporarily", "moved", "permanently", "redirect", "payment", "bearer", "basic",
+];
+
+/// Whether a value (a message, a code, a body, a challenge) is the status in words: every
+/// word of it (URLs, numbers, `realm="…"` and JSON keys aside) belongs to a reason phrase or a
+/// client's wrapper, or it is an HTML page. Checks that pass on such text pass on the status.
+pub(crate) fn is_status_text(v: &Dynamic) -> bool {
+    static REALM: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"(?i)\b(realm|charset)="[^"]*""#).expect("static regex"));
+    static WORDS: LazyLock<HashSet<&'static str>> =
+        LazyLock::new(|| STATUS_WORDS.iter().copied().collect());
+    let mut pieces = Vec::new();
+    leaves(v, false, &mut pieces);
+    // Every piece that says anything says it in status words only (a URL alone, say one
+    // carrying `?error=…`, is not the status).
+    pieces.iter().filter(|p| !p.trim().is_empty()).all(|p| {
+        let p = REALM.replace_all(p, " ");
+        let p = noise().replace_all(&p, " ");
+        let mut words = p
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .flat_map(camel_parts)
+            .filter(|w| w.len() >= 2)
+            .peekable();
+        words.peek().is_some() && words.all(|w| WORDS.contains(w.to_ascii_lowercase().as_str()))
+    })
 }
 
 /// The provider's name and the labels of the base URL's host, lower-cased.
@@ -182,17 +226,16 @@ fn json_leaves(v: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-fn content_words(text: &str, out: &mut Vec<String>) {
+/// URLs, file paths, e-mail addresses, host names, `key=value` and `"key":` pairs' keys, which
+/// messages that embed a request or a body carry.
+fn noise() -> &'static Regex {
     static NOISE: LazyLock<Regex> = LazyLock::new(|| {
-        // URLs, file paths, e-mail addresses, host names, `key=value` and `"key":` pairs'
-        // keys, which messages that embed a request or a body carry.
         Regex::new(
             r#"[a-zA-Z][a-zA-Z0-9+.-]*://\S*|\S*[/\\]\S*|\S+@\S+|\b[\w-]+(\.[\w-]+)+\b|\b\w+=|"[^"\n]{0,64}"\s*:"#,
         )
         .expect("static regex")
     });
-    let cleaned = NOISE.replace_all(text, " ");
-    words_of(&cleaned, out);
+    &NOISE
 }
 
 /// Splits on anything that is not a letter and at camelCase humps, lower-cases, and keeps
@@ -276,6 +319,37 @@ mod tests {
         ] {
             let s = statement(e);
             assert!(s.as_deref().is_some_and(|s| s.contains("merchant")), "{e}: {s:?}");
+        }
+    }
+
+    #[test]
+    fn status_text_is_reason_phrases_and_client_wrappers_only() {
+        let d = |j: &str| {
+            rhai::serde::to_dynamic(serde_json::from_str::<serde_json::Value>(j).unwrap()).unwrap()
+        };
+        for yes in [
+            r#""Service Unavailable""#,
+            r#""Request failed with status code 403""#,
+            r#""403 Client Error: Forbidden for url: https://api.example.com/v1?x=1""#,
+            r#""Response status code does not indicate success: 503 (Service Unavailable).""#,
+            r#""FORBIDDEN""#,
+            r#"{"error": {"code": 404, "message": "Not Found"}}"#,
+            r#""Bearer realm=\"GitHub\"""#,
+            r#""""#,
+            r#""<html><body><h1>504 Gateway Time-out</h1></body></html>""#,
+        ] {
+            assert!(is_status_text(&d(yes)), "{yes}");
+        }
+        for no in [
+            r#""The OAuth client was not found.""#,
+            r#""not_in_channel""#,
+            r#""invalid_grant""#,
+            r#""Body exceeded 4mb limit""#,
+            r#""Bearer error=\"invalid_token\"""#,
+            r#"{"message": "Rate limit exceeded"}"#,
+            r#""https://app.example.com/cb?error=application_suspended&state=xyz""#,
+        ] {
+            assert!(!is_status_text(&d(no)), "{no}");
         }
     }
 

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Map};
 
-use crate::sandbox::{HelperCtx, SCOPE_VARS};
+use crate::eval::statement;
+use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
 use crate::signals::SignalSet;
 
 /// Connection fields that say which kind of connection this is (context, not evidence): they
@@ -41,8 +42,10 @@ fn var(vars: &[Dynamic], name: &str) -> Dynamic {
         .unwrap_or(Dynamic::UNIT)
 }
 
-/// The error with only its status and kind, and what a gateway says for any service: an HTML
-/// error page as the body and its `content-type` (a proxy's page is not the provider's words).
+/// The error with only its status and kind, and whatever of its text says nothing more than the
+/// status does: a reason phrase or a client's wrapper as the message, code or body, an HTML
+/// gateway page, a bare `www-authenticate` challenge, the `content-type`. Checks that pass on these pass on the
+/// status in words, not on a statement of the provider's.
 fn bare_error(error: &Dynamic) -> Dynamic {
     let mut m = Map::new();
     if let Some(e) = error.read_lock::<Map>() {
@@ -51,16 +54,25 @@ fn bare_error(error: &Dynamic) -> Dynamic {
                 m.insert(key.into(), v.flatten_clone());
             }
         }
-        if let Some(b) = e.get("body")
-            && b.read_lock::<rhai::ImmutableString>()
-                .is_some_and(|s| crate::eval::statement::is_html(&s))
-        {
-            m.insert("body".into(), b.flatten_clone());
+        for key in ["message", "code", "body"] {
+            if let Some(v) = e.get(key)
+                && statement::is_status_text(v)
+            {
+                m.insert(key.into(), v.flatten_clone());
+            }
         }
-        if let Some(ct) = e.get("headers").and_then(|h| crate::sandbox::header_of(h, "content-type")) {
-            let mut h = Map::new();
-            h.insert("content-type".into(), ct.into());
-            m.insert("headers".into(), Dynamic::from_map(h));
+        if let Some(h) = e.get("headers") {
+            let mut kept = Map::new();
+            for name in ["content-type", "www-authenticate"] {
+                if let Some(v) = sandbox::header_of(h, name)
+                    && (name == "content-type" || statement::is_status_text(&Dynamic::from(v.clone())))
+                {
+                    kept.insert(name.into(), v.into());
+                }
+            }
+            if !kept.is_empty() {
+                m.insert("headers".into(), Dynamic::from_map(kept));
+            }
         }
     }
     Dynamic::from_map(m).into_shared()
