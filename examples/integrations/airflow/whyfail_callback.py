@@ -233,5 +233,6 @@ if __name__ == "__main__":
     try:
         answer = diagnose(failure_event({}, _HTTPError("429 Client Error: Too Many Requests")))
     except WhyfailUnavailable as e:
-        raise SystemExit(f"{e}\nStart it with: WHYFAIL_TOKEN=... whyfail serve --listen 127.0.0.1:8080")
+        hint = "\nStart it with: WHYFAIL_TOKEN=... whyfail serve --listen 127.0.0.1:8080" if "reached" in str(e) else ""
+        raise SystemExit(f"{e}{hint}")
     print(json.dumps(answer, indent=2))
