@@ -91,10 +91,12 @@ const apiUrl = `http://127.0.0.1:${api.address().port}/api`;
 const serve = spawn(bin, ["serve", "--listen", "127.0.0.1:0", "--offline"], {
   cwd: repo,
   env: { ...process.env, WHYFAIL_TOKEN: token },
-  stdio: ["ignore", "pipe", "inherit"],
+  stdio: ["ignore", "pipe", "pipe"],
   detached: true,
 });
 children.push(serve);
+let serveLog = "";
+serve.stderr.on("data", (d) => (serveLog += d));
 const listening = await new Promise((resolve, reject) => {
   const t = setTimeout(() => reject(new Error("whyfail serve did not start")), 20000);
   createInterface({ input: serve.stdout }).on("line", (l) => {
@@ -368,7 +370,7 @@ try {
   check(`n8n integration ran to the end (${e.message})`, false);
 }
 if (process.env.VERBOSE) for (const s of seen) console.log(JSON.stringify(s.event));
-if (failed) console.log(`--- n8n log ---\n${n8nLog.slice(-6000)}`);
+if (failed) console.log(`--- n8n log ---\n${n8nLog.slice(-6000)}\n--- whyfail serve log ---\n${serveLog.slice(-3000)}`);
 stopAll();
 api.close();
 proxy.close();
