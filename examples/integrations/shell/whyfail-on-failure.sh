@@ -36,7 +36,7 @@ call() {
 # The failure event (contract section 1); python3 only builds JSON safely.
 event() {
   python3 - "$url" "$1" "$2" "$tmp" <<'PY'
-import json, sys, pathlib, datetime, urllib.parse
+import json, os, sys, pathlib, datetime, urllib.parse
 url, rc, status, tmp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3] or 0), pathlib.Path(sys.argv[4])
 headers = {}
 lines = (tmp / "headers").read_text(errors="replace").splitlines() if (tmp / "headers").exists() else []
@@ -57,7 +57,8 @@ event = {
     "phase": "request",
     "error": ({"kind": "http", "status": status, "message": f"HTTP {status} from {url}", "headers": headers, "body": body}
               if rc == 0 else {"kind": kind, "code": f"curl ({rc})", "message": err}),
-    "connection": {"provider": "generic", "base_url": f"{parts.scheme}://{parts.netloc}"},
+    "connection": {"provider": "generic", "base_url": f"{parts.scheme}://{parts.netloc}",
+                   "auth_type": "bearer" if os.environ.get("API_TOKEN") else "none"},
 }
 print(json.dumps(event))
 PY
