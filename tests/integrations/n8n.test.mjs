@@ -143,6 +143,7 @@ const base = `http://127.0.0.1:${port}`;
 const env = {
   ...process.env,
   N8N_USER_FOLDER: userDir,
+  TMPDIR: userDir, // n8n's own temporary folders go with the rest
   N8N_PORT: String(port),
   N8N_LISTEN_ADDRESS: "127.0.0.1",
   WEBHOOK_URL: `${base}/`,
