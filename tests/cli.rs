@@ -104,7 +104,15 @@ fn an_inconclusive_explanation_lists_the_candidates() {
     assert!(ids.len() >= 2, "{res}");
     for audience in ["user", "support"] {
         let md = whyfail(
-            &["diagnose", "--offline", "--format", "markdown", "--audience", audience, "-"],
+            &[
+                "diagnose",
+                "--offline",
+                "--format",
+                "markdown",
+                "--audience",
+                audience,
+                "-",
+            ],
             Some(event),
         );
         let out = stdout(&md);
@@ -119,7 +127,11 @@ fn an_inconclusive_explanation_lists_the_candidates() {
             })
             .count();
         assert_eq!(shown, ids.len(), "{audience}: {out}");
-        assert_eq!(out.contains(ids[0]), audience == "support", "{audience}: {out}");
+        assert_eq!(
+            out.contains(ids[0]),
+            audience == "support",
+            "{audience}: {out}"
+        );
     }
 }
 
@@ -180,6 +192,56 @@ fn a_bad_single_event_exits_1_with_a_message() {
 }
 
 #[test]
+fn check_notes_causes_that_win_on_a_bare_status() {
+    // A playbook whose only check reads the status: a bare 409 makes its cause the answer.
+    // The same cause marked `fallback: true` is a declared generic reading and is not noted.
+    let dir = std::env::temp_dir().join(format!("whyfail-status-only-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let playbook = |fallback: &str| {
+        format!(
+            "id: conflict_only\ntitle: The service answered conflict\npriority: 100\napplies_when: error?.status == 409\ncauses:\n  - id: provider_outage\n    title: The service is busy\n{fallback}    checks:\n      - id: is_conflict\n        expr: error.status == 409\n    actions: [retry_later]\n"
+        )
+    };
+    std::fs::write(dir.join("conflict_only.yaml"), playbook("")).expect("write");
+    let probe = |dir: &Path| {
+        let o = whyfail(
+            &["check", dir.to_str().expect("utf-8"), "--format", "json"],
+            None,
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let report: Value = serde_json::from_slice(&o.stdout).expect("json");
+        report["status_only"]
+            .as_array()
+            .expect("status_only")
+            .clone()
+    };
+    let noted = probe(&dir);
+    assert_eq!(noted.len(), 1, "{noted:?}");
+    assert_eq!(noted[0]["cause"], "provider_outage");
+    assert!(
+        noted[0]["probes"]
+            .as_array()
+            .expect("probes")
+            .iter()
+            .all(|p| p.as_str().is_some_and(|p| p.starts_with("409/"))),
+        "{noted:?}"
+    );
+    std::fs::write(
+        dir.join("conflict_only.yaml"),
+        playbook("    fallback: true\n"),
+    )
+    .expect("write");
+    assert!(probe(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn check_passes_on_the_library_and_fails_on_broken_playbooks() {
     let ok = whyfail(&["check", "playbooks"], None);
     assert_eq!(
@@ -210,7 +272,7 @@ fn user_playbooks_override_and_extend_the_builtin_library() {
     let dir = std::env::temp_dir().join(format!("whyfail-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(
-        dir.join("teapot.yaml"),
+        dir.join("conflict_only.yaml"),
         "id: teapot\ntitle: The server is a teapot\npriority: 500\napplies_when: error.status == 418\ncauses:\n  - id: teapot\n    title: Teapot\n    checks: [{id: is_418, expr: error.status == 418, evidence: 'It said 418'}]\n    actions: [retry_later]\n",
     )
     .expect("write");
@@ -315,15 +377,24 @@ fn trace_shows_every_script_with_what_it_read_and_no_secret() {
     assert!(!text.contains("TraceSecret"), "{text}");
     let res: Value = serde_json::from_str(&text).unwrap();
     let trace = res["trace"].as_array().unwrap();
-    // Every playbook tried before the answer has its applies_when recorded, in priority order.
-    let tried: Vec<&str> = trace
+    // Every playbook has its applies_when recorded (all of them are asked: every one that
+    // applies has its say), and the one that answers is among those that matched.
+    let tried: Vec<(&str, &str)> = trace
         .iter()
         .filter(|t| t["kind"] == "applies_when")
-        .map(|t| t["outcome"].as_str().unwrap())
+        .map(|t| (t["playbook"].as_str().unwrap(), t["outcome"].as_str().unwrap()))
         .collect();
+    assert!(tried.len() >= 2, "{tried:?}");
     assert!(
-        tried.len() >= 2 && tried.last() == Some(&"matched"),
+        tried.contains(&("rate_limited", "matched")),
         "{tried:?}"
+    );
+    // And the ranking says why the answer is first.
+    assert!(
+        trace
+            .iter()
+            .any(|t| t["kind"] == "rank" && t["node"] == "rate_limited" && t["outcome"] == "#1"),
+        "{trace:?}"
     );
     let check = trace
         .iter()

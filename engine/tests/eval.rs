@@ -102,7 +102,10 @@ causes:
         let res = run(&l, event.clone());
         assert_eq!(res.status, Status::Inconclusive, "{event}");
         assert_eq!(outcome(&res, "past_expiry"), Outcome::Unknown, "{event}");
-        assert_eq!(res.root_causes[0].confidence, Confidence::Possible);
+        // Inconclusive: no root cause is claimed; the open cause is listed as a candidate.
+        assert!(res.root_causes.is_empty(), "{event}");
+        assert_eq!(res.candidates[0].id, "expired", "{event}");
+        assert_eq!(res.candidates[0].confidence, Confidence::Possible);
     }
 }
 
@@ -396,15 +399,15 @@ causes:
   - id: strong
     title: Confirmed
     checks:
-      - id: status
-        expr: error.status == 429
-        evidence: "status {{error.status}}"
+      - id: provider_code
+        expr: error.status == 429 && error.code == "rate_limited"
+        evidence: "status {{error.status}}, code {{error.code}}"
     actions: [wait, fix]
 {ACTIONS}"#
     ));
     let res = run(
         &l,
-        json!({"occurred_at": "2026-11-23T10:00:00Z", "error": {"status": 429, "headers": {"Retry-After": "Mon, 23 Nov 2026 10:01:30 GMT"}}}),
+        json!({"occurred_at": "2026-11-23T10:00:00Z", "error": {"status": 429, "code": "rate_limited", "headers": {"Retry-After": "Mon, 23 Nov 2026 10:01:30 GMT"}}}),
     );
     let ids: Vec<&str> = res.root_causes.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["strong", "weak"]);

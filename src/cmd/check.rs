@@ -45,10 +45,23 @@ pub fn run(args: Args) -> u8 {
         .filter(|d| d.severity == Severity::Error)
         .count();
     let warnings = diags.len() - errors;
+    // Only a library that loaded cleanly is worth probing; the checked files' own causes only.
+    let status_only: Vec<_> = if errors == 0 {
+        super::status_only::probe(&lib)
+            .into_iter()
+            .filter(|s| is_under(&s.file, args.path.as_deref()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     match args.format {
         Format::Json => {
             let playbooks: Vec<_> = lib.playbooks().iter().map(|p| json!({"id": p.id, "title": p.title, "file": p.file, "priority": p.priority})).collect();
-            let out = json!({"ok": errors == 0, "errors": errors, "warnings": warnings, "diagnostics": diags, "playbooks": playbooks, "playbook_set": lib.hash()});
+            let mut out = json!({"ok": errors == 0, "errors": errors, "warnings": warnings, "diagnostics": diags, "playbooks": playbooks, "playbook_set": lib.hash()});
+            // Probed only when the set loaded cleanly (a broken set has nothing to probe).
+            if errors == 0 {
+                out["status_only"] = json!(status_only);
+            }
             super::emit(&serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Format::Text => {
@@ -65,6 +78,9 @@ pub fn run(args: Args) -> u8 {
                     None => eprintln!("{d}"),
                 }
             }
+            for s in &status_only {
+                eprintln!("{s}");
+            }
             let n = lib.playbooks().len();
             let verdict = if errors == 0 { "ok" } else { "FAILED" };
             super::emit(&format!(
@@ -77,4 +93,9 @@ pub fn run(args: Args) -> u8 {
     } else {
         OK
     }
+}
+
+/// Whether a playbook's file is the checked path or inside it.
+fn is_under(file: &str, path: Option<&std::path::Path>) -> bool {
+    path.is_none_or(|p| std::path::Path::new(file).starts_with(p))
 }

@@ -7,6 +7,7 @@ pub mod new;
 pub mod schema;
 pub mod serve;
 mod signal_examples;
+mod status_only;
 pub mod test;
 
 /// Exit code: the command ran and found nothing wrong.

@@ -693,7 +693,7 @@ fn json_leaves(v: &serde_json::Value, out: &mut Vec<String>) {
 fn noise() -> &'static Regex {
     static NOISE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r#"(?m)^[ \t]*(at [^\n]*|\.\.\. \d+ more|File "[^"\n]*", line \d+[^\n]*)$|</?[A-Za-z][^<>\n]{0,200}>|[a-zA-Z][a-zA-Z0-9+.-]*://\S*|\S*[/\\]\S*|\S+@\S+|\b[\w-]+(\.[\w-]+)+\b|\b\w+=|"[^"\n]{0,64}"\s*:"#,
+            r#"(?mi)^[ \t]*(at [^\n]*|\.\.\. \d+ more|File "[^"\n]*", line \d+[^\n]*)$|</?[A-Za-z][^<>\n]{0,200}>|[a-zA-Z][a-zA-Z0-9+.-]*://\S*|\S*[/\\]\S*|\S+@\S+|\b[\w-]+(\.[\w-]+)+\b|\b\w+=|"[^"\n]{0,64}"\s*:"#,
         )
         .expect("static regex")
     });
