@@ -129,6 +129,7 @@ pub fn run(args: Args) -> u8 {
         provider,
         deadline: Some(deadline),
         trace: args.trace,
+        cancel: None,
     };
     let run = Run {
         lib: &lib,
