@@ -175,9 +175,26 @@ async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
 // -------------------------------------------------------------------------------------------
 // Cancellation
 
+/// Sends the slow event until it is admitted (every refusal is a 503 with `Retry-After`);
+/// returns once it has timed out (504).
+async fn admitted_slow(base: &str) {
+    for _ in 0..400 {
+        let a = diagnose(base, TOKEN, SLOW_EVENT).await;
+        if a.status == 504 {
+            assert_eq!(a.code(), "timeout", "{}", a.text);
+            return;
+        }
+        assert_eq!(a.status, 503, "{}", a.text);
+        assert_eq!(a.code(), "overloaded");
+        assert_eq!(a.headers["retry-after"], "1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the slot never came back");
+}
+
 /// Issue 13, item 3: a 504 used to free the slot while the diagnosis ran on. Now the slot
-/// comes back only when the work has stopped, so whenever a new request is admitted, the
-/// timed-out diagnosis is no longer running.
+/// comes back only when the work has stopped: with `--concurrency 1`, at no moment do two
+/// diagnoses run, however fast the next request follows a 504.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_diagnosis_stops_and_holds_its_slot_until_it_has() {
     let dir = TempDir::new("slot");
@@ -188,33 +205,43 @@ async fn a_timed_out_diagnosis_stops_and_holds_its_slot_until_it_has() {
         c.request_timeout = Duration::from_millis(1000);
     })
     .await;
-    let slow = diagnose(&s.base, TOKEN, SLOW_EVENT).await;
-    assert_eq!(slow.status, 504, "{}", slow.text);
-    assert_eq!(slow.code(), "timeout");
-
-    // Knock until a fast diagnosis gets in; every refusal says when to come back.
-    let mut refused = 0;
-    loop {
-        let a = diagnose(&s.base, TOKEN, FAST_EVENT).await;
-        if a.status == 200 {
-            break;
-        }
-        assert_eq!(a.status, 503, "{}", a.text);
-        assert_eq!(a.code(), "overloaded");
-        assert_eq!(a.headers["retry-after"], "1");
-        refused += 1;
-        assert!(refused < 400, "the slot never came back");
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    // Samples the number of running diagnoses throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (base, stop) = (s.base.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut most: f64 = 0.0;
+            while !stop.load(Ordering::Relaxed) {
+                most = most.max(metric(&base, TOKEN, "whyfail_diagnoses_running").await);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            most
+        })
+    };
+    // Each slow request is sent as soon as the previous one has timed out.
+    for _ in 0..4 {
+        admitted_slow(&s.base).await;
     }
-    // Admitted, so the timed-out diagnosis must be over: stopped early, not run to its end.
+    stop.store(true, Ordering::Relaxed);
+    let most = poller.await.expect("poller");
+    assert_eq!(
+        most, 1.0,
+        "two diagnoses ran at once under --concurrency 1: a slot was given back before its work stopped"
+    );
+    // A fast diagnosis gets in once the last one has stopped; all four were stopped early.
+    let mut tries = 0;
+    while diagnose(&s.base, TOKEN, FAST_EVENT).await.status != 200 {
+        tries += 1;
+        assert!(tries < 400, "the slot never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         metric(&s.base, TOKEN, "whyfail_diagnoses_running").await,
-        0.0,
-        "a new request got the slot while the timed-out diagnosis still ran"
+        0.0
     );
     assert_eq!(
         metric(&s.base, TOKEN, "whyfail_diagnoses_cancelled_total").await,
-        1.0
+        4.0
     );
     assert_eq!(
         metric(&s.base, TOKEN, "whyfail_diagnoses_in_flight").await,
