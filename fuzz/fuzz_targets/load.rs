@@ -28,5 +28,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let res = diagnose_json(&lib, EVENT, &opts).expect("the event is valid");
     let out = serde_json::to_string(&res).expect("a resolution serialises");
-    assert!(!out.contains(SECRET), "the secret reached the resolution: {out}");
+    assert!(
+        !out.contains(SECRET),
+        "the secret reached the resolution: {out}"
+    );
 });

@@ -37,7 +37,15 @@ struct Input {
 }
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-const PROVIDERS: &[&str] = &["github", "slack", "google", "microsoft", "stripe", "openai", "generic"];
+const PROVIDERS: &[&str] = &[
+    "github",
+    "slack",
+    "google",
+    "microsoft",
+    "stripe",
+    "openai",
+    "generic",
+];
 
 fn secret(raw: &[u8]) -> String {
     let mut s = String::from("sk_fz_");
@@ -76,7 +84,12 @@ fuzz_target!(|input: Input| {
     let named: serde_json::Map<String, serde_json::Value> = secrets
         .iter()
         .enumerate()
-        .map(|(i, s)| (["access_token", "refresh_token", "api_key", "client_secret"][i].to_string(), json!(s)))
+        .map(|(i, s)| {
+            (
+                ["access_token", "refresh_token", "api_key", "client_secret"][i].to_string(),
+                json!(s),
+            )
+        })
         .collect();
     let event = json!({
         "event_id": text(&input.event_id, &secrets),
