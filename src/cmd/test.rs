@@ -697,14 +697,18 @@ fn run_file(
         }
         match signal_examples::run(lib, name, ex) {
             None => {
-                let hint = closest(name, lib.signal_names())
-                    .map_or("signals are defined under `signals:` in a playbook".to_string(), |c| {
-                        format!("did you mean `{c}`?")
-                    });
+                let hint = closest(name, lib.signal_names()).map_or(
+                    "signals are defined under `signals:` in a playbook".to_string(),
+                    |c| format!("did you mean `{c}`?"),
+                );
                 unit.errors.push(
-                    Diagnostic::error(code::UNKNOWN_SIGNAL, &display, format!("unknown signal `{name}`"))
-                        .at_path(format!("signals.{name}"))
-                        .hint(hint),
+                    Diagnostic::error(
+                        code::UNKNOWN_SIGNAL,
+                        &display,
+                        format!("unknown signal `{name}`"),
+                    )
+                    .at_path(format!("signals.{name}"))
+                    .hint(hint),
                 );
             }
             Some(wrong) => {
@@ -713,7 +717,12 @@ fn run_file(
                         expect: if w.should_match { "match" } else { "miss" }.to_string(),
                         want: Value::String(w.text),
                         got: Value::String(
-                            if w.should_match { "no match" } else { "matched" }.to_string(),
+                            if w.should_match {
+                                "no match"
+                            } else {
+                                "matched"
+                            }
+                            .to_string(),
                         ),
                     });
                 }
@@ -1469,7 +1478,11 @@ impl Coverage {
         );
         for i in self.items.iter().filter(|i| !i.reached) {
             if let Some(lacks) = i.lacks {
-                let _ = writeln!(s, "  not exemplified: {}: signal `{}`: {lacks}", i.file, i.id);
+                let _ = writeln!(
+                    s,
+                    "  not exemplified: {}: signal `{}`: {lacks}",
+                    i.file, i.id
+                );
                 continue;
             }
             let _ = write!(s, "  not reached: {}: {} `{}`", i.file, i.kind, i.id);

@@ -24,14 +24,14 @@ use crate::explain::{self, Audience};
 use crate::facts::FactProvider;
 use crate::model::playbook::DispositionKind;
 use crate::model::resolution::{
-    Action, Candidate, Confidence, Disposition, NodeKind, Outcome, PathStep, Resolution,
-    RootCause, Status, Symptom, TraceStep,
+    Action, Candidate, Confidence, Disposition, NodeKind, Outcome, PathStep, Resolution, RootCause,
+    Status, Symptom, TraceStep,
 };
 use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
 use crate::time;
 pub use event::{Event, EventError};
-use scrub::Scrubber;
 use rank::{Ranked, Walked};
+use scrub::Scrubber;
 use walk::{Value, Walker};
 
 /// The engine's version, stamped on every resolution.
@@ -296,7 +296,11 @@ fn rank_trace(
         } else {
             rank::basis_words(v.basis).to_string()
         };
-        (walk.pb.id.clone(), id.to_string(), format!("{conf}, on {on}, priority {}", walk.pb.priority))
+        (
+            walk.pb.id.clone(),
+            id.to_string(),
+            format!("{conf}, on {on}, priority {}", walk.pb.priority),
+        )
     };
     let mut out = Vec::new();
     for (n, r) in ranked.iter().enumerate() {

@@ -425,7 +425,11 @@ fn outcome_of(v: &Value) -> Outcome {
         Value::Ok(d) => match d.as_bool() {
             Ok(true) => Outcome::Pass,
             Ok(false) => Outcome::Fail,
-            Err(_) => match d.read_lock::<rhai::ImmutableString>().as_deref().map(|s| s.as_str()) {
+            Err(_) => match d
+                .read_lock::<rhai::ImmutableString>()
+                .as_deref()
+                .map(|s| s.as_str())
+            {
                 Some("pass") => Outcome::Pass,
                 Some("fail") => Outcome::Fail,
                 _ => Outcome::Unknown,
@@ -576,13 +580,7 @@ impl Walker<'_> {
         }
     }
 
-    fn visit(
-        &mut self,
-        pb: &Playbook,
-        i: usize,
-        via: Option<(String, Basis)>,
-        st: &mut WalkState,
-    ) {
+    fn visit(&mut self, pb: &Playbook, i: usize, via: Option<(String, Basis)>, st: &mut WalkState) {
         if st.visited[i] {
             return;
         }

@@ -65,7 +65,8 @@ fn bare_error(error: &Dynamic) -> Dynamic {
             let mut kept = Map::new();
             for name in ["content-type", "www-authenticate"] {
                 if let Some(v) = sandbox::header_of(h, name)
-                    && (name == "content-type" || statement::is_status_text(&Dynamic::from(v.clone())))
+                    && (name == "content-type"
+                        || statement::is_status_text(&Dynamic::from(v.clone())))
                 {
                     kept.insert(name.into(), v.into());
                 }
