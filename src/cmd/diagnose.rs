@@ -31,6 +31,10 @@ pub struct Args {
     /// JSON Lines in, JSON Lines out.
     #[arg(long)]
     batch: bool,
+    /// Worker threads for `--batch` (default: every core); 1 diagnoses on the calling thread.
+    /// Output stays in input order either way.
+    #[arg(long, value_name = "N", requires = "batch", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    jobs: Option<usize>,
     /// Directory (or file) of playbooks that add to or override the built-in library; repeatable.
     #[arg(long = "playbooks", value_name = "DIR")]
     playbooks: Vec<PathBuf>,
@@ -85,7 +89,7 @@ fn parse_audience(s: &str) -> Result<Audience, String> {
 }
 
 /// The input, buffered, and its size when it is a regular file.
-fn read_input(input: &str) -> io::Result<(Box<dyn BufRead>, Option<u64>)> {
+fn read_input(input: &str) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
     if input == "-" {
         Ok((
             Box::new(io::BufReader::with_capacity(1 << 16, io::stdin())),
@@ -258,7 +262,16 @@ pub fn run(args: Args) -> u8 {
         &args.input
     };
     if args.batch {
-        batch(&run, args.format, reader.as_mut(), args.max_event_size)
+        let jobs = args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        batch(
+            &run,
+            args.format,
+            reader.as_mut(),
+            args.max_event_size,
+            jobs,
+        )
     } else {
         let text = match read_event(reader.as_mut(), size, args.max_event_size) {
             Ok(Some(bytes)) => match String::from_utf8(bytes) {
@@ -360,73 +373,309 @@ impl Run<'_> {
     }
 }
 
-fn batch(run: &Run<'_>, format: Format, reader: &mut dyn BufRead, max: u64) -> u8 {
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    // Lines are read as bytes so one line that is not UTF-8 is that line's error, not the
-    // end of the batch.
-    let mut bytes = Vec::new();
-    let mut n = 0usize;
-    let sep = if format == Format::Json {
-        "\n"
-    } else {
-        "\n---\n"
-    };
-    let mut code = OK;
+/// How many lines may be read ahead of the output per worker: enough to keep every core busy
+/// while one slow event holds the head of the line, small enough that memory stays flat.
+const WINDOW_PER_JOB: usize = 64;
+
+/// Batches whose progress is worth showing: a progress line appears after this long.
+const PROGRESS_AFTER: Duration = Duration::from_secs(2);
+
+/// One batch line, read and classified by the reader.
+enum Item {
+    /// A line to diagnose.
+    Event(Vec<u8>),
+    /// A bad line: its error code and message.
+    Bad(&'static str, String),
+}
+
+/// One output line, in input order (`n` is the 1-based input line number).
+struct Out {
+    n: usize,
+    text: String,
+    bad: bool,
+    /// The input had no end of line in sight: the batch stops after this line.
+    endless: bool,
+}
+
+/// Reads the next non-blank batch line: `Ok(None)` at the end of input.
+fn next_item(
+    reader: &mut dyn BufRead,
+    bytes: &mut Vec<u8>,
+    n: &mut usize,
+    max: u64,
+) -> io::Result<Option<(Item, bool)>> {
     loop {
-        let got = match read_line(reader, &mut bytes, max) {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("whyfail: reading input: {e}");
-                return USAGE;
-            }
-        };
+        let got = read_line(reader, bytes, max)?;
         if got == Line::End {
-            break;
+            return Ok(None);
         }
-        n += 1;
-        let result = match got {
-            Line::Read => match std::str::from_utf8(&bytes) {
+        *n += 1;
+        let item = match got {
+            Line::Read => match std::str::from_utf8(bytes) {
                 Ok(l) if l.trim().is_empty() => continue,
-                Ok(l) => run.one(l).map_err(|e| ("invalid_event", e.to_string())),
-                Err(e) => Err((
+                Ok(_) => Item::Event(std::mem::take(bytes)),
+                Err(e) => Item::Bad(
                     "invalid_event",
                     format!("the line is not valid UTF-8 (byte {})", e.valid_up_to()),
-                )),
+                ),
             },
-            Line::TooLong { len } => Err((
+            Line::TooLong { len } => Item::Bad(
                 "event_too_large",
                 format!("the line is {len} bytes long, more than --max-event-size ({max} bytes)"),
-            )),
-            Line::Endless | Line::End => Err((
+            ),
+            Line::Endless | Line::End => Item::Bad(
                 "event_too_large",
                 format!(
                     "no end of line within {} bytes (--max-event-size {max} times {MAX_SKIP_FACTOR}): the input is not JSON Lines; stopping",
                     max.saturating_mul(MAX_SKIP_FACTOR)
                 ),
-            )),
+            ),
         };
-        let rendered = match result {
-            Ok(res) => render::render(&res, format, true),
-            Err((code, message)) => {
-                json!({"line": n, "error": {"code": code, "message": message}}).to_string()
-            }
-        };
-        if out
-            .write_all(rendered.as_bytes())
-            .and_then(|_| out.write_all(sep.as_bytes()))
-            .is_err()
-        {
-            return OK; // reader went away (broken pipe): stop quietly
+        return Ok(Some((item, got == Line::Endless)));
+    }
+}
+
+/// Diagnoses (or reports) one line and renders it.
+fn process(run: &Run<'_>, format: Format, n: usize, item: Item, endless: bool) -> Out {
+    let result = match item {
+        // The reader checked that the line is UTF-8.
+        Item::Event(bytes) => match std::str::from_utf8(&bytes) {
+            Ok(l) => run.one(l).map_err(|e| ("invalid_event", e.to_string())),
+            Err(_) => Err(("invalid_event", "the line is not valid UTF-8".to_string())),
+        },
+        Item::Bad(code, message) => Err((code, message)),
+    };
+    let bad = result.is_err();
+    let text = match result {
+        Ok(res) => render::render(&res, format, true),
+        Err((code, message)) => {
+            json!({"line": n, "error": {"code": code, "message": message}}).to_string()
         }
-        if got == Line::Endless {
-            eprintln!("whyfail: line {n}: no end of line in sight; the batch stops here");
-            code = FOUND_ERRORS;
-            break;
+    };
+    Out {
+        n,
+        text,
+        bad,
+        endless,
+    }
+}
+
+/// Writes output lines and, when stderr is a terminal and the batch is long, keeps a progress
+/// line there (events, rate, bad lines).
+struct Writer<W: Write> {
+    out: W,
+    sep: &'static str,
+    done: usize,
+    bad: usize,
+    start: std::time::Instant,
+    next_progress: std::time::Instant,
+    progress: bool,
+    shown: bool,
+}
+
+impl<W: Write> Writer<W> {
+    fn new(out: W, sep: &'static str) -> Self {
+        let start = std::time::Instant::now();
+        Writer {
+            out,
+            sep,
+            done: 0,
+            bad: 0,
+            start,
+            next_progress: start + PROGRESS_AFTER,
+            progress: std::io::IsTerminal::is_terminal(&io::stderr()),
+            shown: false,
         }
     }
-    let _ = out.flush();
+
+    /// Writes one line; `Err` when the reader went away, or the input was endless.
+    fn write(&mut self, o: &Out) -> Result<(), u8> {
+        if self
+            .out
+            .write_all(o.text.as_bytes())
+            .and_then(|_| self.out.write_all(self.sep.as_bytes()))
+            .is_err()
+        {
+            return Err(OK); // reader went away (broken pipe): stop quietly
+        }
+        self.done += 1;
+        self.bad += usize::from(o.bad);
+        if o.endless {
+            self.finish();
+            eprintln!(
+                "whyfail: line {}: no end of line in sight; the batch stops here",
+                o.n
+            );
+            return Err(FOUND_ERRORS);
+        }
+        if self.progress && self.done % 256 == 0 {
+            let now = std::time::Instant::now();
+            if now >= self.next_progress {
+                self.next_progress = now + Duration::from_millis(500);
+                self.show(now);
+            }
+        }
+        Ok(())
+    }
+
+    fn show(&mut self, now: std::time::Instant) {
+        let secs = now.duration_since(self.start).as_secs_f64().max(1e-3);
+        eprint!(
+            "\rwhyfail: {} events, {:.0} events/s, {} bad lines ",
+            self.done,
+            self.done as f64 / secs,
+            self.bad
+        );
+        self.shown = true;
+    }
+
+    fn finish(&mut self) {
+        let _ = self.out.flush();
+        if self.shown {
+            self.show(std::time::Instant::now());
+            eprintln!();
+            self.shown = false;
+        }
+    }
+}
+
+fn batch(
+    run: &Run<'_>,
+    format: Format,
+    reader: &mut (dyn BufRead + Send),
+    max: u64,
+    jobs: usize,
+) -> u8 {
+    let stdout = io::stdout();
+    let sep = if format == Format::Json {
+        "\n"
+    } else {
+        "\n---\n"
+    };
+    let mut w = Writer::new(BufWriter::with_capacity(1 << 16, stdout.lock()), sep);
+    // Lines are read as bytes so one line that is not UTF-8 is that line's error, not the
+    // end of the batch.
+    let mut bytes = Vec::new();
+    let mut n = 0usize;
+    let code = if jobs <= 1 {
+        loop {
+            match next_item(reader, &mut bytes, &mut n, max) {
+                Ok(Some((item, endless))) => {
+                    if let Err(code) = w.write(&process(run, format, n, item, endless)) {
+                        break code;
+                    }
+                }
+                Ok(None) => break OK,
+                Err(e) => {
+                    eprintln!("whyfail: reading input: {e}");
+                    break USAGE;
+                }
+            }
+        }
+    } else {
+        parallel(run, format, reader, max, jobs, &mut w)
+    };
+    w.finish();
     code
+}
+
+/// The batch on `jobs` worker threads: a reader thread reads and hands lines out; this thread
+/// puts the results back in input order and writes them. At most `jobs * WINDOW_PER_JOB` lines
+/// are between the reader and the output at any time, so memory stays flat whatever the
+/// input's length.
+fn parallel<W: Write>(
+    run: &Run<'_>,
+    format: Format,
+    reader: &mut (dyn BufRead + Send),
+    max: u64,
+    jobs: usize,
+    w: &mut Writer<W>,
+) -> u8 {
+    use std::collections::VecDeque;
+    use std::sync::mpsc::{channel, sync_channel};
+    use std::sync::{Arc, Mutex};
+
+    let window = jobs * WINDOW_PER_JOB;
+    // A slot is taken per line read and given back per line written.
+    let (slot_back, slots) = sync_channel::<()>(window);
+    for _ in 0..window {
+        let _ = slot_back.send(());
+    }
+    let (work_tx, work_rx) = sync_channel::<(usize, usize, Item, bool)>(jobs * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = channel::<(usize, Out)>();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            let work_rx = work_rx.clone();
+            let done_tx = done_tx.clone();
+            s.spawn(move || {
+                loop {
+                    let next = work_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((seq, n, item, endless))) = next else {
+                        break;
+                    };
+                    if done_tx
+                        .send((seq, process(run, format, n, item, endless)))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        drop(work_rx);
+        let read = s.spawn(move || {
+            let mut bytes = Vec::new();
+            let mut n = 0usize;
+            let mut seq = 0usize;
+            loop {
+                // No slot comes back once the output stopped (broken pipe, endless input).
+                if slots.recv().is_err() {
+                    return OK;
+                }
+                match next_item(reader, &mut bytes, &mut n, max) {
+                    Ok(Some((item, endless))) => {
+                        if work_tx.send((seq, n, item, endless)).is_err() || endless {
+                            return OK;
+                        }
+                        seq += 1;
+                    }
+                    Ok(None) => return OK,
+                    Err(e) => {
+                        eprintln!("whyfail: reading input: {e}");
+                        return USAGE;
+                    }
+                }
+            }
+        });
+        let mut pending: VecDeque<Option<Out>> = VecDeque::new();
+        let mut next = 0usize;
+        let mut wrote = Ok(());
+        'out: for (seq, out) in &done_rx {
+            let at = seq - next;
+            if pending.len() <= at {
+                pending.resize_with(at + 1, || None);
+            }
+            pending[at] = Some(out);
+            while let Some(Some(_)) = pending.front() {
+                let Some(Some(out)) = pending.pop_front() else {
+                    break;
+                };
+                next += 1;
+                wrote = w.write(&out);
+                if wrote.is_err() {
+                    break 'out;
+                }
+                let _ = slot_back.send(());
+            }
+        }
+        // Stops the reader and the workers if the output ended early.
+        drop(slot_back);
+        drop(done_rx);
+        let read = read.join().unwrap_or(USAGE);
+        wrote.err().unwrap_or(read)
+    })
 }
 
 #[cfg(test)]
