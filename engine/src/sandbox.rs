@@ -22,7 +22,7 @@ use rhai::packages::{
 };
 use rhai::{Array, Dynamic, Engine, FuncRegistration, INT, ImmutableString, Map};
 
-use crate::signals::SignalSet;
+use crate::signals::{Scan, SignalSet};
 use crate::time;
 
 /// Variables every script sees. Natively specialised scripts address them by their index in
@@ -56,9 +56,9 @@ pub(crate) struct HelperCtx {
     pub error: Dynamic,
     pub secrets: Arc<[(String, String)]>,
     pub signals: Arc<SignalSet>,
-    /// Per signal, once the first signal is asked for: 0 candidate not run yet, 1 no match,
-    /// 2 match.
-    hits: RefCell<Vec<u8>>,
+    /// The literal pass over the haystack and the signals answered, once the first signal is
+    /// asked for.
+    scan: OnceCell<Scan>,
     haystack: OnceCell<ImmutableString>,
     retry_hint: OnceCell<Option<INT>>,
 }
@@ -75,7 +75,7 @@ impl HelperCtx {
             error,
             secrets,
             signals,
-            hits: RefCell::new(Vec::new()),
+            scan: OnceCell::new(),
             haystack: OnceCell::new(),
             retry_hint: OnceCell::new(),
         }
@@ -113,20 +113,9 @@ impl HelperCtx {
     }
 
     pub fn signal_id(&self, id: usize) -> bool {
-        if self.hits.borrow().is_empty() {
-            // First question this event: one literal pass marks the signals that could match
-            // (0 = candidate, not run yet; 1 = no match).
-            let cand = self.signals.candidates(self.haystack());
-            *self.hits.borrow_mut() = cand.into_iter().map(|c| if c { 0 } else { 1 }).collect();
-        }
-        match self.hits.borrow().get(id) {
-            Some(&known) if known != 0 => return known == 2,
-            None => return false,
-            _ => {}
-        }
-        let hit = self.signals.is_match(id, self.haystack());
-        self.hits.borrow_mut()[id] = if hit { 2 } else { 1 };
-        hit
+        // First question this event: one literal pass marks the signals that could match.
+        let scan = self.scan.get_or_init(|| self.signals.scan(self.haystack()));
+        self.signals.matches(id, self.haystack(), scan)
     }
 
     /// A response header, case-insensitively, or `()`.
@@ -587,7 +576,10 @@ pub(crate) fn native_helper(name: &str, arity: usize) -> Option<NativeHelper> {
         ("now", 0) => |_| Some(now().into()),
         ("retry_hint", 0) => |_| Some(opt(with_ctx(retry_hint).flatten())),
         ("reset_hint", 0) => |_| {
-            Some(opt(with_ctx(|c| crate::wait::reset_hint(c.haystack(), c.now)).flatten()))
+            Some(opt(with_ctx(|c| {
+                crate::wait::reset_hint(c.haystack(), c.now)
+            })
+            .flatten()))
         },
         ("midnight_in", 1) => |a| Some(opt(crate::wait::midnight_in(&str_arg(&a[0])?, now()))),
         ("message", 0) => |_| Some(with_ctx(best_message).unwrap_or_default().into()),
