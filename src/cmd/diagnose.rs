@@ -508,7 +508,7 @@ impl<W: Write> Writer<W> {
             );
             return Err(FOUND_ERRORS);
         }
-        if self.progress && self.done % 256 == 0 {
+        if self.progress && self.done.is_multiple_of(256) {
             let now = std::time::Instant::now();
             if now >= self.next_progress {
                 self.next_progress = now + Duration::from_millis(500);
