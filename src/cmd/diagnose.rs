@@ -391,7 +391,7 @@ enum Item {
 /// One output line, in input order (`n` is the 1-based input line number).
 struct Out {
     n: usize,
-    text: String,
+    text: Vec<u8>,
     bad: bool,
     /// The input had no end of line in sight: the batch stops after this line.
     endless: bool,
@@ -435,8 +435,16 @@ fn next_item(
     }
 }
 
-/// Diagnoses (or reports) one line and renders it.
-fn process(run: &Run<'_>, format: Format, n: usize, item: Item, endless: bool) -> Out {
+/// Diagnoses (or reports) one line and renders it into `text` (an empty buffer, reused by the
+/// one-thread batch so a resolution's JSON is serialised without growing a new string).
+fn process(
+    run: &Run<'_>,
+    format: Format,
+    n: usize,
+    item: Item,
+    endless: bool,
+    mut text: Vec<u8>,
+) -> Out {
     let result = match item {
         // The reader checked that the line is UTF-8.
         Item::Event(bytes) => match std::str::from_utf8(&bytes) {
@@ -446,12 +454,20 @@ fn process(run: &Run<'_>, format: Format, n: usize, item: Item, endless: bool) -
         Item::Bad(code, message) => Err((code, message)),
     };
     let bad = result.is_err();
-    let text = match result {
-        Ok(res) => render::render(&res, format, true),
-        Err((code, message)) => {
-            json!({"line": n, "error": {"code": code, "message": message}}).to_string()
+    match result {
+        // Exactly `render::render(&res, Format::Json, true)`, written in place.
+        Ok(res) if format == Format::Json => {
+            if serde_json::to_writer(&mut text, &res).is_err() {
+                text.clear();
+            }
         }
-    };
+        Ok(res) => text.extend_from_slice(render::render(&res, format, true).as_bytes()),
+        Err((code, message)) => text.extend_from_slice(
+            json!({"line": n, "error": {"code": code, "message": message}})
+                .to_string()
+                .as_bytes(),
+        ),
+    }
     Out {
         n,
         text,
@@ -492,7 +508,7 @@ impl<W: Write> Writer<W> {
     fn write(&mut self, o: &Out) -> Result<(), u8> {
         if self
             .out
-            .write_all(o.text.as_bytes())
+            .write_all(&o.text)
             .and_then(|_| self.out.write_all(self.sep.as_bytes()))
             .is_err()
         {
@@ -557,13 +573,17 @@ fn batch(
     // end of the batch.
     let mut bytes = Vec::new();
     let mut n = 0usize;
+    let mut text = Vec::new();
     let code = if jobs <= 1 {
         loop {
             match next_item(reader, &mut bytes, &mut n, max) {
                 Ok(Some((item, endless))) => {
-                    if let Err(code) = w.write(&process(run, format, n, item, endless)) {
+                    let out = process(run, format, n, item, endless, std::mem::take(&mut text));
+                    if let Err(code) = w.write(&out) {
                         break code;
                     }
+                    text = out.text;
+                    text.clear();
                 }
                 Ok(None) => break OK,
                 Err(e) => {
@@ -615,7 +635,10 @@ fn parallel<W: Write>(
                         break;
                     };
                     if done_tx
-                        .send((seq, process(run, format, n, item, endless)))
+                        .send((
+                            seq,
+                            process(run, format, n, item, endless, Vec::with_capacity(8 << 10)),
+                        ))
                         .is_err()
                     {
                         break;
