@@ -202,7 +202,7 @@ impl Replica {
         let stderr = child.stderr.take().expect("stderr");
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
+                let mut s = sink.lock().expect("log buffer");
                 s.push_str(&line);
                 s.push('\n');
             }
@@ -211,7 +211,7 @@ impl Replica {
     }
 
     fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
+        self.logs.lock().expect("log buffer").clone()
     }
 
     async fn metric(&self, name: &str) -> u64 {
@@ -329,7 +329,7 @@ async fn burst(
             let answer = diagnose(&base, "", &ev).await;
             drop(permit);
             if done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n / 2 {
-                let step = mid.lock().unwrap().take();
+                let step = mid.lock().expect("mid-burst step").take();
                 if let Some(f) = step {
                     tokio::task::spawn_blocking(f)
                         .await
