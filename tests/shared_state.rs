@@ -637,3 +637,85 @@ async fn without_shared_state_one_replica_still_refreshes_once() {
     assert!(ready.get("shared_state").is_none(), "{ready}");
     concurrent_refresh(std::slice::from_ref(&a.base), 3, &server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_started_while_redis_is_down_serves_and_joins_when_it_comes_up() {
+    if !redis_available() {
+        return;
+    }
+    let gh = fake_github(Duration::from_millis(50)).await;
+    let mut redis = Redis {
+        child: None,
+        port: free_port(),
+    };
+    let a = Replica::start(Some(&redis.url()));
+    let (status, ready) = a.readyz().await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["shared_state"]["status"], "down", "{ready}");
+    let (status, res) = diagnose(&a.base, "", &scope_event(&gh.uri(), "conn_early")).await;
+    assert_eq!(status, 200);
+    assert_eq!(res["root_causes"][0]["id"], "scope_missing", "{res}");
+
+    redis.restart();
+    let until = Instant::now() + Duration::from_secs(10);
+    while a.readyz().await.1["shared_state"]["status"] != "up" {
+        assert!(Instant::now() < until, "never joined");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = Replica::start(Some(&redis.url()));
+    let answers = burst(
+        &[&a, &b],
+        20,
+        20,
+        |_| scope_event(&gh.uri(), "conn_joined"),
+        || {},
+    )
+    .await;
+    assert!(answers.iter().all(|(s, _)| *s == 200));
+    let joined = gh
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == "/user")
+        .count();
+    assert_eq!(joined, 2, "one probe for conn_early, one for conn_joined");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_that_accepts_but_never_answers_costs_one_call_timeout() {
+    // Not a real Redis: a socket that takes connections and says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = silent.accept().await {
+            keep.lock().expect("sockets").push(sock);
+        }
+    });
+    let gh = fake_github(Duration::ZERO).await;
+    let a = Replica::start(Some(&format!("redis://127.0.0.1:{port}/0")));
+    let started = Instant::now();
+    let (status, res) = diagnose(&a.base, "", &scope_event(&gh.uri(), "conn_silent")).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["root_causes"][0]["id"], "scope_missing", "{res}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    let (status, ready) = a.readyz().await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["shared_state"]["status"], "down", "{ready}");
+    let logs = a.logs();
+    assert_eq!(
+        logs.lines()
+            .filter(|l| l.contains("shared state unreachable"))
+            .count(),
+        1,
+        "{logs}"
+    );
+}
