@@ -61,6 +61,15 @@ pub struct Args {
     /// Do not watch the playbook directories (reload on SIGHUP only).
     #[arg(long)]
     no_watch: bool,
+    /// Share live-fact results, single-flight, rate-limit holds and the token-refresh lock with
+    /// other replicas through Redis: redis://HOST:PORT[/DB] (else the WHYFAIL_SHARED_STATE
+    /// environment variable). Without it each replica keeps its own.
+    #[arg(long, value_name = "URL")]
+    shared_state: Option<String>,
+    /// Upper bound for one call to the shared store, in milliseconds; past it the replica
+    /// answers from its own state.
+    #[arg(long, value_name = "MS", default_value_t = whyfail::serve::shared::DEFAULT_TIMEOUT.as_millis() as u64)]
+    shared_state_timeout: u64,
 }
 
 fn listen_addr(s: &str) -> Result<SocketAddr, String> {
@@ -162,6 +171,16 @@ pub fn run(args: Args) -> u8 {
         config.connections.max_connections = n;
     }
     config.watch = !args.no_watch;
+    config.shared_state = args
+        .shared_state
+        .clone()
+        .or_else(|| std::env::var("WHYFAIL_SHARED_STATE").ok())
+        .filter(|u| !u.trim().is_empty());
+    if args.shared_state_timeout == 0 {
+        eprintln!("whyfail: --shared-state-timeout must be at least 1");
+        return USAGE;
+    }
+    config.shared_state_timeout = Duration::from_millis(args.shared_state_timeout);
     config.sighup = true;
 
     init_logging();

@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use whyfail_engine::Resolution;
 use whyfail_engine::model::resolution::Status;
+use whyfail_providers::SharedState;
 use whyfail_providers::live::Stats;
 
 use super::conn::Registry as Connections;
@@ -64,11 +65,20 @@ fn latency_histogram() -> Histogram {
 
 /// Values read at scrape time from elsewhere: the live provider's counters and the
 /// diagnosis slots in use.
-#[derive(Debug)]
 struct Gauges {
     probes: Option<Arc<Stats>>,
+    shared: Option<Arc<dyn SharedState>>,
     slots: Arc<Slots>,
     connections: Arc<Connections>,
+}
+
+impl std::fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gauges")
+            .field("probes", &self.probes)
+            .field("shared", &self.shared.as_ref().map(|s| s.health()))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,12 +132,38 @@ impl Collector for Gauges {
             let c = ConstCounter::new(n.load(Ordering::Relaxed));
             c.encode(family.encode_family(&ReasonLabels { reason })?)?;
         }
+        if let Some(shared) = &self.shared {
+            let h = shared.health();
+            let g = ConstGauge::new(i64::from(h.up));
+            g.encode(encoder.encode_descriptor(
+                "shared_state_up",
+                "1 while the shared store (--shared-state) answers; 0 while answers come from this replica's own state",
+                None,
+                g.metric_type(),
+            )?)?;
+            for (name, help, value) in [
+                (
+                    "shared_state_errors",
+                    "Calls to the shared store that failed or timed out (answered from this replica's state)",
+                    h.errors,
+                ),
+                (
+                    "shared_state_outages",
+                    "Times the shared store went from answering to unreachable",
+                    h.outages,
+                ),
+            ] {
+                let c = ConstCounter::new(value);
+                c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+            }
+        }
         let Some(stats) = &self.probes else {
             return Ok(());
         };
         let requests = stats.requests.load(Ordering::Relaxed);
         let probes = stats.probes.load(Ordering::Relaxed);
         let held = stats.held_back.load(Ordering::Relaxed);
+        let from_shared = stats.shared_answers.load(Ordering::Relaxed);
         let counters = [
             (
                 "fact_requests",
@@ -142,7 +178,15 @@ impl Collector for Gauges {
             (
                 "probe_cache_answers",
                 "Live facts answered from the cache or by joining an in-flight probe",
-                requests.saturating_sub(probes).saturating_sub(held),
+                requests
+                    .saturating_sub(probes)
+                    .saturating_sub(held)
+                    .saturating_sub(from_shared),
+            ),
+            (
+                "probe_shared_answers",
+                "Live facts answered from the shared store: another replica's probe",
+                from_shared,
             ),
             (
                 "probes_held_back",
@@ -161,6 +205,7 @@ impl Collector for Gauges {
 impl Metrics {
     pub fn new(
         probes: Option<Arc<Stats>>,
+        shared: Option<Arc<dyn SharedState>>,
         slots: Arc<Slots>,
         connections: Arc<Connections>,
     ) -> Self {
@@ -192,6 +237,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(Gauges {
             probes,
+            shared,
             slots,
             connections,
         }));

@@ -26,6 +26,7 @@ pub mod openapi;
 mod panel;
 pub mod reload;
 pub mod routes;
+pub mod shared;
 mod work;
 
 use std::future::Future;
@@ -37,7 +38,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use whyfail_providers::{LiveConfig, LiveProvider};
+use whyfail_providers::{LiveConfig, LiveProvider, SharedState};
 
 pub use auth::Token;
 use metrics::Metrics;
@@ -87,6 +88,11 @@ pub struct Config {
     pub sighup: bool,
     /// Quiet time after the last file change before reloading.
     pub debounce: Duration,
+    /// `redis://HOST:PORT[/DB]` that replicas share live facts, locks and holds through
+    /// (`--shared-state`); `None` keeps them in this process.
+    pub shared_state: Option<String>,
+    /// Upper bound for one call to the shared store.
+    pub shared_state_timeout: Duration,
 }
 
 impl Config {
@@ -110,6 +116,8 @@ impl Config {
             watch: true,
             sighup: false,
             debounce: defaults::DEBOUNCE,
+            shared_state: None,
+            shared_state_timeout: shared::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -151,6 +159,8 @@ pub(crate) struct ServerState {
     pub(crate) slots: Arc<work::Slots>,
     pub(crate) connections: Arc<conn::Registry>,
     pub(crate) live: Option<Arc<LiveProvider>>,
+    /// The store replicas share, when `--shared-state` is set.
+    pub(crate) shared: Option<Arc<dyn SharedState>>,
     token: RwLock<Option<Token>>,
     pub(crate) token_file: Option<PathBuf>,
     pub(crate) deadline: Duration,
@@ -246,19 +256,36 @@ impl Server {
                 p.display()
             )));
         }
+        let shared: Option<Arc<dyn SharedState>> = match &config.shared_state {
+            Some(_) if config.offline => {
+                tracing::warn!(target: "whyfail::serve", "--shared-state is ignored with --offline: there are no live facts to share");
+                None
+            }
+            Some(url) => Some(
+                shared::RedisState::connect(url, config.shared_state_timeout)
+                    .await
+                    .map_err(StartError::Config)?,
+            ),
+            None => None,
+        };
         let live = (!config.offline).then(|| {
-            Arc::new(LiveProvider::with_handle(
+            let provider = LiveProvider::with_handle(
                 LiveConfig {
                     allow_hosts: config.allow_hosts.clone(),
                     ..LiveConfig::default()
                 },
                 tokio::runtime::Handle::current(),
-            ))
+            );
+            Arc::new(match &shared {
+                Some(s) => provider.with_shared(s.clone()),
+                None => provider,
+            })
         });
         let slots = Arc::new(work::Slots::new(config.concurrency, config.request_timeout));
         let connections = Arc::new(conn::Registry::new());
         let metrics = Metrics::new(
             live.as_ref().map(|l| l.stats.clone()),
+            shared.clone(),
             slots.clone(),
             connections.clone(),
         );
@@ -270,6 +297,7 @@ impl Server {
             slots,
             connections,
             live,
+            shared,
             token: RwLock::new(config.token.clone()),
             token_file: config.token_file.clone(),
             deadline: config.deadline,

@@ -483,10 +483,20 @@ async fn healthz() -> Response {
 
 async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     let loaded = state.current().ok_or_else(ApiError::not_ready)?;
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"status": "ready", "playbook_set": loaded.lib.hash()}).to_string(),
-    ))
+    let mut body = json!({"status": "ready", "playbook_set": loaded.lib.hash()});
+    // A shared store that is down does not make the replica unready: it answers from its own
+    // state, and taking every replica out of the load balancer would be worse.
+    if let Some(s) = &state.shared {
+        body["shared_state"] = shared_detail(s.as_ref());
+    }
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}
+
+fn shared_detail(s: &dyn whyfail_providers::SharedState) -> serde_json::Value {
+    let h = s.health();
+    let mut v = serde_json::to_value(&h).unwrap_or_default();
+    v["status"] = json!(if h.up { "up" } else { "down" });
+    v
 }
 
 async fn status(State(state): State<AppState>) -> Response {
@@ -504,6 +514,7 @@ async fn status(State(state): State<AppState>) -> Response {
         "reloads": {"ok": log.ok, "failed": log.failed},
         "last_reload": log.last,
         "last_failed_reload": log.last_failed,
+        "shared_state": state.shared.as_ref().map(|s| shared_detail(s.as_ref())),
     });
     json_response(StatusCode::OK, body.to_string())
 }
