@@ -179,7 +179,8 @@ fn diagnose(args: &[&str], event: &Value) -> Value {
     })
 }
 
-const LIVE: &[&str] = &["--allow-host", "127.0.0.1"];
+/// Live checks on, loopback allowed; a generous deadline, as CI runs these unoptimised.
+const LIVE: &[&str] = &["--allow-host", "127.0.0.1", "--deadline", "10000"];
 
 fn step<'a>(res: &'a Value, node: &str) -> &'a Value {
     res["path"]
@@ -338,6 +339,10 @@ fn a_burst_on_one_connection_makes_one_client_check() {
         "--no-watch",
         "--concurrency",
         "128",
+        "--deadline",
+        "10000",
+        "--request-timeout",
+        "60000",
     ])
     .env_remove("WHYFAIL_TOKEN");
     let (_serve, line) = spawn_with_line(cmd, "whyfail serve");

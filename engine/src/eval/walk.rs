@@ -319,13 +319,20 @@ impl Walker<'_> {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
+        // Declared needs and facts asked for with `fact("name")` alike.
+        let names: Vec<String> = c
+            .facts
+            .iter()
+            .filter_map(|f| f.strip_prefix("facts."))
+            .map(str::to_string)
+            .collect();
         let step = self.trace_step(
             &c.id,
             kind,
             &word,
             detail.clone(),
             &c.script,
-            &c.needs,
+            &names,
             micros,
         );
         if let Some(t) = self.trace.as_mut() {
@@ -414,6 +421,11 @@ impl Walker<'_> {
                 return v;
             }
             rounds += 1;
+            // Facts asked for together are probed together (a discovery and a client check).
+            if let (Some(p), true) = (self.provider, new.len() > 1) {
+                let want: Vec<&str> = new.iter().map(String::as_str).collect();
+                p.prefetch(&want, &self.request());
+            }
             for n in new {
                 // A fact that cannot be had is remembered in `fetched`, and reads as `()`.
                 let _ = self.ensure_facts(std::slice::from_ref(&n));
