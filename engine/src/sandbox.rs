@@ -61,6 +61,19 @@ pub(crate) struct HelperCtx {
     scan: OnceCell<Scan>,
     haystack: OnceCell<ImmutableString>,
     retry_hint: OnceCell<Option<INT>>,
+    /// What `fact("name")` reads and records (see [`LiveCalls`]).
+    live: RefCell<LiveCalls>,
+}
+
+/// The live facts a script asks for with `fact("name")`: the diagnosis' fact map (shared with
+/// the `facts` variable), the names asked for that are not in it yet (the walk fetches them and
+/// runs the script again, or, offline, notes that a live check would settle the check), and
+/// whether an answer from a live fact was handed to the script.
+#[derive(Default)]
+pub(crate) struct LiveCalls {
+    facts: Option<Dynamic>,
+    wanted: Vec<String>,
+    used: bool,
 }
 
 impl HelperCtx {
@@ -78,7 +91,49 @@ impl HelperCtx {
             scan: OnceCell::new(),
             haystack: OnceCell::new(),
             retry_hint: OnceCell::new(),
+            live: RefCell::new(LiveCalls::default()),
         }
+    }
+
+    /// Gives `fact("name")` the diagnosis' fact map.
+    pub fn set_facts(&self, facts: Dynamic) {
+        self.live.borrow_mut().facts = Some(facts);
+    }
+
+    /// Forgets what the previous check asked for, before a check runs.
+    pub fn live_reset(&self) {
+        let mut l = self.live.borrow_mut();
+        l.wanted.clear();
+        l.used = false;
+    }
+
+    /// The facts asked for since the last reset that were not there.
+    pub fn live_wanted(&self) -> Vec<String> {
+        std::mem::take(&mut self.live.borrow_mut().wanted)
+    }
+
+    /// Whether a script was handed a live answer since the last reset.
+    pub fn live_used(&self) -> bool {
+        self.live.borrow().used
+    }
+
+    /// `fact("name")`: the live fact if this diagnosis has it, else `()` (and the name is noted,
+    /// so the walk can fetch it and ask again).
+    pub fn fact(&self, name: &str) -> Dynamic {
+        let mut l = self.live.borrow_mut();
+        let v = l
+            .facts
+            .as_ref()
+            .and_then(|f| f.read_lock::<Map>().and_then(|m| m.get(name).cloned()))
+            .unwrap_or(Dynamic::UNIT);
+        if v.is_unit() {
+            if !l.wanted.iter().any(|w| w == name) {
+                l.wanted.push(name.to_string());
+            }
+        } else {
+            l.used = true;
+        }
+        v
     }
 
     /// Message, code, body and `www-authenticate`, one per line: the text signals look at.
@@ -680,6 +735,12 @@ fn register_helpers(e: &mut Engine) {
         .with_volatility(true)
         .register_into_engine(e, |name: &str| {
             with_ctx(|c| c.signal(name)).unwrap_or(false)
+        });
+    // A live fact, fetched only when a script reaches this call (see `LiveCalls`).
+    FuncRegistration::new("fact")
+        .with_volatility(true)
+        .register_into_engine(e, |name: &str| -> Dynamic {
+            with_ctx(|c| c.fact(name)).unwrap_or(Dynamic::UNIT)
         });
     FuncRegistration::new("text")
         .with_volatility(true)

@@ -164,6 +164,7 @@ pub(crate) fn op_diagnose() -> Value {
     json!({
         "operationId": "diagnose",
         "summary": "Diagnose one failure event",
+        "description": "With live checks on (the default unless the server runs `--offline`), checks the event cannot settle ask the provider (OAuth client check, token introspection, discovery, whoami, network probes); path entries decided that way carry `live: true` (\"checked at the provider just now\"). Offline, an inconclusive or only-likely answer lists in `settled_by` each live fact that would settle it and the causes it would confirm or rule out, so the platform can ask again with live checks on.",
         "parameters": diagnose_params(),
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}}},
         "responses": {

@@ -290,6 +290,20 @@ pub fn reads_of(text: &str) -> Vec<String> {
     out
 }
 
+/// Live facts a script asks for by name with `fact("name")`, as `facts.name` (for the path).
+pub fn live_facts_of(text: &str) -> Vec<String> {
+    static FACT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"\bfact\(\s*"([a-z0-9_.]+)"\s*\)"#).expect("static regex"));
+    let mut out: Vec<String> = Vec::new();
+    for cap in FACT.captures_iter(text) {
+        let f = format!("facts.{}", &cap[1]);
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
+}
+
 /// Offset of the `}` that closes a placeholder, skipping nested braces (`if … { … }`, `#{ … }`)
 /// and braces inside string literals.
 fn matching_brace(s: &str) -> Option<usize> {
