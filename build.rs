@@ -1,9 +1,21 @@
 //! Embeds the standard playbook library (`playbooks/*.yaml`) into the binary, so `whyfail`
-//! works from any directory; `--playbooks DIR` adds to or overrides it at run time.
+//! works from any directory; `--playbooks DIR` adds to or overrides it at run time. Also decides
+//! whether the end-to-end OAuth tests (`tests/oauth_live.rs`) run against the real server: when
+//! `providers/tests/oidc` has oidc-provider installed, or `WHYFAIL_REQUIRE_OIDC=1` (CI), where a
+//! missing server then fails them instead of skipping them.
 
 use std::path::Path;
 
 fn main() {
+    println!("cargo::rustc-check-cfg=cfg(oidc_server)");
+    println!("cargo::rerun-if-env-changed=WHYFAIL_REQUIRE_OIDC");
+    println!("cargo::rerun-if-changed=providers/tests/oidc");
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("providers/tests/oidc/node_modules/oidc-provider")
+        .is_dir();
+    if installed || std::env::var("WHYFAIL_REQUIRE_OIDC").as_deref() == Ok("1") {
+        println!("cargo::rustc-cfg=oidc_server");
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<_> = std::fs::read_dir(&dir)

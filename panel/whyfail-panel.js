@@ -66,6 +66,7 @@ button:focus-visible, summary:focus-visible { outline: 3px solid var(--wf-focus)
 .outcome-fail, .outcome-ruled_out { color: var(--wf-muted); }
 .outcome-error { color: var(--wf-bad); }
 .empty { color: var(--wf-muted); }
+.live { font-size: .8em; color: var(--wf-accent); margin-left: 6px; white-space: nowrap; }
 .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 `;
 
@@ -212,7 +213,11 @@ class WhyfailPanel extends HTMLElement {
         el("p", {}, el("strong", {}, top.title)),
       );
       if ((top.evidence || []).length) {
-        c.append(el("ul", { "aria-label": "Evidence" }, top.evidence.map((e) => el("li", {}, e))));
+        // Evidence a live check gave (the path entry that produced it carries `live`) is shown
+        // as such: it was asked of the provider just now, not read from the event.
+        const live = new Set((res.path || []).filter((p) => p.live && p.detail).map((p) => p.detail));
+        c.append(el("ul", { "aria-label": "Evidence" }, top.evidence.map((e) =>
+          live.has(e) ? el("li", { "data-live": "true" }, e, el("span", { class: "live" }, "checked at the provider just now")) : el("li", {}, e))));
       }
       root.append(c);
     } else {
@@ -242,10 +247,19 @@ class WhyfailPanel extends HTMLElement {
       const list = el("ol", { class: "path", "aria-labelledby": "wf-path", "data-part": "path" });
       const confidence = Object.fromEntries(causes.map((c) => [c.id, c.confidence]));
       if (res.symptom) list.append(el("li", { class: "symptom" }, res.symptom.id), el("li", { class: "arrow", "aria-hidden": "true" }, "→"));
+      // A cause decided by a live check: one of the check entries after it (up to the next
+      // cause or symptom) carries `live`.
+      const path = res.path || [];
+      const checkedLive = (p) => {
+        for (let i = path.indexOf(p) + 1; i < path.length && path[i].kind === "check"; i++) if (path[i].live) return true;
+        return false;
+      };
       for (const p of considered) {
         const state = p.outcome === "ruled_out" ? "ruled_out" : confidence[p.node] || p.outcome;
         const label = { ruled_out: "ruled out", confirmed: "confirmed", likely: "likely", possible: "possible", inconclusive: "undecided" }[state] || state;
-        list.append(el("li", { class: state, title: p.detail || "", "data-node": p.node }, `${p.node} `, el("span", { class: "sr-only" }, `(${label})`)));
+        const live = checkedLive(p);
+        list.append(el("li", { class: state, title: (live ? "Checked at the provider just now. " : "") + (p.detail || ""), "data-node": p.node, "data-live": live ? "true" : null },
+          `${p.node} `, el("span", { class: "sr-only" }, live ? `(${label}, checked at the provider just now)` : `(${label})`)));
       }
       if (actions.length) list.append(el("li", { class: "arrow", "aria-hidden": "true" }, "→"), el("li", { class: "confirmed" }, actions[0].id));
       root.append(list);
@@ -265,8 +279,14 @@ class WhyfailPanel extends HTMLElement {
       el("p", {}, "Status: ", el("code", {}, res.status), " · disposition: ", el("code", {}, disp.kind || "")),
       el("p", {}, "Symptom: ", el("code", {}, res.symptom ? `${res.symptom.id} (${res.symptom.playbook})` : "none"), " · event: ", el("code", {}, res.event_id || "—")),
     );
+    // Offline: the live checks that would settle an open answer (ask again with them on).
+    if ((res.settled_by || []).length) {
+      details.append(el("p", { "data-part": "settled-by" }, "A live check would settle this: ",
+        ...res.settled_by.flatMap((s, i) => [i ? "; " : "", el("code", {}, s.fact), ` (${(s.would_settle || []).join(", ")})`])));
+    }
     const rows = (res.path || []).map((p) =>
-      el("tr", {}, el("td", {}, el("code", {}, p.node)), el("td", {}, p.kind), el("td", { class: `outcome-${p.outcome}` }, p.outcome), el("td", {}, p.detail || "")),
+      el("tr", {}, el("td", {}, el("code", {}, p.node)), el("td", {}, p.kind),
+        el("td", { class: `outcome-${p.outcome}` }, p.outcome, p.live ? el("span", { class: "live" }, "live") : ""), el("td", {}, p.detail || "")),
     );
     details.append(el("table", { "aria-label": "Resolution path" }, el("tr", {}, el("th", {}, "node"), el("th", {}, "kind"), el("th", {}, "outcome"), el("th", {}, "detail")), rows));
     root.append(details);

@@ -4,6 +4,12 @@
 //! for the actions the caller named, does whyfail refresh a token; it then re-runs the failed
 //! check (the whoami call, else token introspection) with the new token to confirm the fix. The
 //! new tokens go to `new_credentials`, never into the explanation or the path.
+//!
+//! One refresh per connection at a time: the refresh runs under the live provider's
+//! per-connection lock (across replicas with `serve --shared-state`). A request that waited
+//! for another's refresh of the same credentials does not refresh again (with a rotating
+//! refresh token that second refresh fails or revokes the first one's tokens): its `acted`
+//! says `already_done` (or `in_progress` if the other is still at it when the deadline comes).
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +17,7 @@ use serde_json::Value;
 use whyfail_engine::model::playbook::DispositionKind;
 use whyfail_engine::model::resolution::Acted;
 use whyfail_engine::{Event, FactProvider, Library, Options, Resolution, diagnose};
-use whyfail_providers::LiveProvider;
+use whyfail_providers::{LiveProvider, RefreshTurn};
 
 /// Actions the caller may ask whyfail to carry out.
 pub const ACTIONS: &[&str] = &["refresh_token"];
@@ -68,6 +74,57 @@ fn refresh(live: &LiveProvider, event: &Event, res: &mut Resolution, deadline: D
         res.acted.push(report);
         return;
     }
+    match live.refresh_turn(&event.fact_request(None), deadline) {
+        RefreshTurn::Mine(lease) => {
+            refresh_now(live, event, res, deadline, report);
+            // Requests still carrying these credentials learn of this refresh instead of
+            // making their own. Only when it worked: after a failure, the next may try.
+            let outcome = res.acted.last().filter(|a| a.status == "done").map(|a| {
+                serde_json::json!({
+                    "refreshed_at": jiff::Timestamp::now().to_string(),
+                    "verified": a.verified,
+                })
+            });
+            lease.finish(outcome);
+        }
+        RefreshTurn::Done(record) => {
+            let verified = record.get("verified").and_then(Value::as_bool);
+            let when = record
+                .get("refreshed_at")
+                .and_then(Value::as_str)
+                .unwrap_or("moments ago");
+            report.status = "already_done".into();
+            report.verified = verified;
+            report.detail = format!(
+                "another request refreshed this connection's token ({when}) and got the new \
+                 credentials; not refreshing the same credentials again: use the connection's \
+                 stored credentials and retry"
+            );
+            if verified == Some(true) {
+                res.disposition.kind = DispositionKind::Retry;
+                res.disposition.retry_after_seconds = None;
+            }
+            res.acted.push(report);
+        }
+        RefreshTurn::Busy => {
+            report.status = "in_progress".into();
+            report.detail = "another request is refreshing this connection's token right now; \
+                             not refreshing twice: use the connection's stored credentials \
+                             once it is done"
+                .into();
+            res.acted.push(report);
+        }
+    }
+}
+
+/// Refreshes the token now and confirms it with the failed call; pushes `report`.
+fn refresh_now(
+    live: &LiveProvider,
+    event: &Event,
+    res: &mut Resolution,
+    deadline: Duration,
+    mut report: Acted,
+) {
     let outcome = live.act("oauth.refresh", &event.fact_request(None));
     let fact = match outcome {
         Ok(v) if v.get("refreshed") == Some(&Value::Bool(true)) => v,

@@ -161,6 +161,58 @@ fn batch_keeps_order_and_survives_bad_lines() {
 }
 
 #[test]
+fn batch_on_several_workers_writes_what_one_thread_writes_in_input_order() {
+    // Many lines (more than the read-ahead window of 3 workers), mixing events that go through
+    // different playbooks with bad, blank and non-UTF-8 lines.
+    let mut input = Vec::new();
+    for i in 0..500 {
+        match i % 7 {
+            0 => input.extend_from_slice(b"not json\n"),
+            1 => input.extend_from_slice(b"   \n"),
+            2 => input.extend_from_slice(b"{\"error\":{\"message\":\"\xff\"}}\n"),
+            3 => input.extend_from_slice(
+                format!("{{\"event_id\":\"e{i}\",\"error\":{{\"status\":429,\"headers\":{{\"retry-after\":\"{i}\"}}}}}}\n").as_bytes(),
+            ),
+            4 => input.extend_from_slice(
+                format!("{{\"event_id\":\"e{i}\",\"error\":{{\"message\":\"getaddrinfo ENOTFOUND h{i}.example\"}}}}\n").as_bytes(),
+            ),
+            _ => input.extend_from_slice(
+                format!("{{\"event_id\":\"e{i}\",\"error\":{{\"status\":401,\"message\":\"Bad credentials\"}}}}\n").as_bytes(),
+            ),
+        }
+    }
+    let one = whyfail_bytes(
+        &["diagnose", "--batch", "--offline", "--jobs", "1", "-"],
+        Some(&input),
+    );
+    let three = whyfail_bytes(
+        &["diagnose", "--batch", "--offline", "--jobs", "3", "-"],
+        Some(&input),
+    );
+    assert_eq!(one.status.code(), Some(0));
+    assert_eq!(three.status.code(), Some(0));
+    assert!(
+        three.stderr.is_empty(),
+        "no progress line when stderr is not a terminal"
+    );
+    assert_eq!(stdout(&one), stdout(&three));
+    let lines: Vec<Value> = stdout(&three)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    // Blank lines give nothing; every other line one answer, in order.
+    assert_eq!(lines.len(), 500 - 500 / 7 - 1);
+    assert_eq!(lines[0]["line"], 1);
+    assert_eq!(lines[1]["line"], 3);
+    assert_eq!(lines[2]["event_id"], "e3");
+    assert_eq!(lines[2]["disposition"]["retry_after_seconds"], 3);
+    // Line 500 (499 % 7 == 2) is the non-UTF-8 one; e496 the last event.
+    assert_eq!(lines[lines.len() - 1]["line"], 500);
+    let last = lines.iter().rev().find_map(|l| l["event_id"].as_str());
+    assert_eq!(last, Some("e496"));
+}
+
+#[test]
 fn batch_survives_a_line_that_is_not_utf8() {
     let mut input = b"{\"error\":{\"status\":429}}\n".to_vec();
     input.extend_from_slice(b"{\"error\":{\"message\":\"\xff\xfe\"}}\n");

@@ -1,5 +1,7 @@
 //! Criterion benchmarks: loading the whole standard library, and diagnosing events with it
-//! (parse + walk + serialise, the per-event cost of `diagnose --batch`).
+//! (parse + walk + serialise, the per-event cost of `diagnose --batch`), and each stage on its
+//! own: `load_library`, `diagnose/parse_only`, `diagnose/walk_only`, `diagnose/render_json`
+//! (compact JSON, as `diagnose --batch` writes it).
 //!
 //! Run: `cargo bench -p whyfail-engine --bench diagnose`. Events are the cases under
 //! `tests/cases/` and `examples/events/`, so the mix follows the library's own coverage.
@@ -69,10 +71,25 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function("parse_only", |b| {
+        b.iter(|| {
+            for e in &events {
+                black_box(Event::parse(black_box(e)).expect("event"));
+            }
+        })
+    });
     let parsed: Vec<Event> = events
         .iter()
         .map(|e| Event::parse(e).expect("event"))
         .collect();
+    let resolutions: Vec<_> = parsed.iter().map(|ev| diagnose(&lib, ev, &opts)).collect();
+    g.bench_function("render_json", |b| {
+        b.iter(|| {
+            for res in &resolutions {
+                black_box(serde_json::to_string(black_box(res)).expect("json"));
+            }
+        })
+    });
     g.bench_function("walk_only", |b| {
         b.iter(|| {
             for ev in &parsed {

@@ -114,7 +114,16 @@ pub fn render(res: &Resolution, audience: Audience) -> String {
             out.push_str("- no single check decides it; see the path\n");
         }
         for e in &c.evidence {
-            let _ = writeln!(out, "- {}", sentence(e));
+            // Evidence a live check gave is shown as such, whatever the playbook's wording.
+            let live = res
+                .path
+                .iter()
+                .any(|p| p.live && p.detail.as_deref() == Some(e.as_str()));
+            if live && !e.starts_with("Checked at the provider") {
+                let _ = writeln!(out, "- Checked at the provider just now: {}", sentence(e));
+            } else {
+                let _ = writeln!(out, "- {}", sentence(e));
+            }
         }
     }
     let others: Vec<_> = res
@@ -152,6 +161,19 @@ pub fn render(res: &Resolution, audience: Audience) -> String {
             }
         }
     }
+    if !res.settled_by.is_empty() {
+        out.push_str("\n**A live check would settle this**\n\n");
+        for s in &res.settled_by {
+            let causes: Vec<String> = s.would_settle.iter().map(|c| format!("`{c}`")).collect();
+            let _ = writeln!(
+                out,
+                "- `{}` would confirm or rule out {}",
+                s.fact,
+                causes.join(", ")
+            );
+        }
+        out.push_str("\nAsk again with live checks on.\n");
+    }
     if audience == Audience::Support {
         return out;
     }
@@ -172,9 +194,10 @@ pub fn render(res: &Resolution, audience: Audience) -> String {
             .unwrap_or("")
             .replace('|', "\\|")
             .replace('\n', " ");
+        let live = if p.live { " (live)" } else { "" };
         let _ = writeln!(
             out,
-            "| {} | `{}` | {kind} | {outcome} | {detail} |",
+            "| {} | `{}` | {kind} | {outcome}{live} | {detail} |",
             i + 1,
             p.node
         );

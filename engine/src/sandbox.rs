@@ -22,7 +22,7 @@ use rhai::packages::{
 };
 use rhai::{Array, Dynamic, Engine, FuncRegistration, INT, ImmutableString, Map};
 
-use crate::signals::SignalSet;
+use crate::signals::{Scan, SignalSet};
 use crate::time;
 
 /// Variables every script sees. Natively specialised scripts address them by their index in
@@ -56,11 +56,24 @@ pub(crate) struct HelperCtx {
     pub error: Dynamic,
     pub secrets: Arc<[(String, String)]>,
     pub signals: Arc<SignalSet>,
-    /// Per signal, once the first signal is asked for: 0 candidate not run yet, 1 no match,
-    /// 2 match.
-    hits: RefCell<Vec<u8>>,
+    /// The literal pass over the haystack and the signals answered, once the first signal is
+    /// asked for.
+    scan: OnceCell<Scan>,
     haystack: OnceCell<ImmutableString>,
     retry_hint: OnceCell<Option<INT>>,
+    /// What `fact("name")` reads and records (see [`LiveCalls`]).
+    live: RefCell<LiveCalls>,
+}
+
+/// The live facts a script asks for with `fact("name")`: the diagnosis' fact map (shared with
+/// the `facts` variable), the names asked for that are not in it yet (the walk fetches them and
+/// runs the script again, or, offline, notes that a live check would settle the check), and
+/// whether an answer from a live fact was handed to the script.
+#[derive(Default)]
+pub(crate) struct LiveCalls {
+    facts: Option<Dynamic>,
+    wanted: Vec<String>,
+    used: bool,
 }
 
 impl HelperCtx {
@@ -75,10 +88,52 @@ impl HelperCtx {
             error,
             secrets,
             signals,
-            hits: RefCell::new(Vec::new()),
+            scan: OnceCell::new(),
             haystack: OnceCell::new(),
             retry_hint: OnceCell::new(),
+            live: RefCell::new(LiveCalls::default()),
         }
+    }
+
+    /// Gives `fact("name")` the diagnosis' fact map.
+    pub fn set_facts(&self, facts: Dynamic) {
+        self.live.borrow_mut().facts = Some(facts);
+    }
+
+    /// Forgets what the previous check asked for, before a check runs.
+    pub fn live_reset(&self) {
+        let mut l = self.live.borrow_mut();
+        l.wanted.clear();
+        l.used = false;
+    }
+
+    /// The facts asked for since the last reset that were not there.
+    pub fn live_wanted(&self) -> Vec<String> {
+        std::mem::take(&mut self.live.borrow_mut().wanted)
+    }
+
+    /// Whether a script was handed a live answer since the last reset.
+    pub fn live_used(&self) -> bool {
+        self.live.borrow().used
+    }
+
+    /// `fact("name")`: the live fact if this diagnosis has it, else `()` (and the name is noted,
+    /// so the walk can fetch it and ask again).
+    pub fn fact(&self, name: &str) -> Dynamic {
+        let mut l = self.live.borrow_mut();
+        let v = l
+            .facts
+            .as_ref()
+            .and_then(|f| f.read_lock::<Map>().and_then(|m| m.get(name).cloned()))
+            .unwrap_or(Dynamic::UNIT);
+        if v.is_unit() {
+            if !l.wanted.iter().any(|w| w == name) {
+                l.wanted.push(name.to_string());
+            }
+        } else {
+            l.used = true;
+        }
+        v
     }
 
     /// Message, code, body and `www-authenticate`, one per line: the text signals look at.
@@ -113,20 +168,9 @@ impl HelperCtx {
     }
 
     pub fn signal_id(&self, id: usize) -> bool {
-        if self.hits.borrow().is_empty() {
-            // First question this event: one literal pass marks the signals that could match
-            // (0 = candidate, not run yet; 1 = no match).
-            let cand = self.signals.candidates(self.haystack());
-            *self.hits.borrow_mut() = cand.into_iter().map(|c| if c { 0 } else { 1 }).collect();
-        }
-        match self.hits.borrow().get(id) {
-            Some(&known) if known != 0 => return known == 2,
-            None => return false,
-            _ => {}
-        }
-        let hit = self.signals.is_match(id, self.haystack());
-        self.hits.borrow_mut()[id] = if hit { 2 } else { 1 };
-        hit
+        // First question this event: one literal pass marks the signals that could match.
+        let scan = self.scan.get_or_init(|| self.signals.scan(self.haystack()));
+        self.signals.matches(id, self.haystack(), scan)
     }
 
     /// A response header, case-insensitively, or `()`.
@@ -691,6 +735,12 @@ fn register_helpers(e: &mut Engine) {
         .with_volatility(true)
         .register_into_engine(e, |name: &str| {
             with_ctx(|c| c.signal(name)).unwrap_or(false)
+        });
+    // A live fact, fetched only when a script reaches this call (see `LiveCalls`).
+    FuncRegistration::new("fact")
+        .with_volatility(true)
+        .register_into_engine(e, |name: &str| -> Dynamic {
+            with_ctx(|c| c.fact(name)).unwrap_or(Dynamic::UNIT)
         });
     FuncRegistration::new("text")
         .with_volatility(true)

@@ -15,10 +15,18 @@
 //! occur cannot match and costs nothing more; signals whose patterns have no such literals
 //! always run their regex.
 //!
+//! When every pattern of a signal has prefix literals (every match starts with one of them),
+//! the same pass also records where they occur, and the signal's regex runs anchored at those
+//! places only: an unanchored search carries every partial match along the whole haystack,
+//! which for patterns with bounded repetitions (`[^\n]{0,40}`) builds DFA states faster than
+//! the lazy DFA's cache keeps them; anchored at a literal it follows one match attempt and
+//! stops. The answer is the same: a match must start where one of its literals does.
+//!
 //! Patterns match case-insensitively in ASCII (Unicode mode off): error texts are ASCII in
 //! practice, and Unicode case folding multiplies automaton sizes. The haystack is the error's
 //! message, code, body and `www-authenticate` header.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -26,6 +34,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_automata::meta::Regex;
 use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 /// Every signal of a library, compiled.
@@ -43,6 +52,21 @@ pub struct SignalSet {
     triggers: Option<AhoCorasick>,
     /// For each trigger literal, the signals it belongs to.
     trigger_owner: Vec<Vec<usize>>,
+    /// Per signal: every match starts with one of its trigger literals, so its regex only
+    /// needs to run anchored where they occur.
+    anchored: Vec<bool>,
+}
+
+/// A start search is given up for the plain search beyond this many literal occurrences.
+const MAX_STARTS: usize = 16;
+
+/// One event's literal pass, and the signals answered so far (see [`SignalSet::scan`]).
+#[derive(Debug)]
+pub struct Scan {
+    /// Per signal: 0 candidate not run yet, 1 no match, 2 match.
+    hits: Vec<Cell<u8>>,
+    /// `(signal, offset)`: where a trigger literal of an anchored signal starts.
+    starts: Vec<(u32, u32)>,
 }
 
 #[derive(Debug)]
@@ -120,6 +144,8 @@ pub struct Pattern {
     /// Literals (lower-cased) every match starts with, or else ends with; `None` when there is
     /// no short, finite set of them.
     pub triggers: Option<Vec<String>>,
+    /// The triggers are ASCII literals every match starts with (not ends with).
+    pub prefix: bool,
 }
 
 /// Parses one pattern the way the signal will use it (one parse: errors are reported per
@@ -131,13 +157,19 @@ pub fn analyse(pattern: &str) -> Result<Pattern, String> {
         .build()
         .parse(pattern)
         .map_err(|e| e.to_string())?;
+    let (triggers, prefix) = match trigger_literals(&hir) {
+        Some((lits, prefix)) => (Some(lits), prefix),
+        None => (None, false),
+    };
     Ok(Pattern {
         text: pattern.to_string(),
-        triggers: trigger_literals(&hir),
+        triggers,
+        prefix,
     })
 }
 
-fn trigger_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+/// The trigger literals, and whether they are ASCII prefixes of every match.
+fn trigger_literals(hir: &regex_syntax::hir::Hir) -> Option<(Vec<String>, bool)> {
     for prefix in [true, false] {
         let mut ex = Extractor::new();
         ex.kind(if prefix {
@@ -157,6 +189,7 @@ fn trigger_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
         }
         seq.dedup();
         let Some(lits) = seq.literals() else { continue };
+        let ascii = lits.iter().all(|l| l.as_bytes().is_ascii());
         let mut out: Vec<String> = lits
             .iter()
             .map(|l| String::from_utf8_lossy(l.as_bytes()).to_ascii_lowercase())
@@ -165,7 +198,7 @@ fn trigger_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
         out.dedup();
         // Very short literals would make every signal a candidate; they buy nothing.
         if !out.is_empty() && out.iter().all(|l| l.trim().len() >= 3) {
-            return Some(out);
+            return Some((out, prefix && ascii));
         }
     }
     None
@@ -195,6 +228,8 @@ impl SignalSet {
                 re: OnceLock::new(),
                 finder: OnceLock::new(),
             });
+            set.anchored
+                .push(!pats.is_empty() && pats.iter().all(|p| p.prefix && p.triggers.is_some()));
             let lits: Option<Vec<String>> = if pats.is_empty() {
                 Some(Vec::new())
             } else {
@@ -252,6 +287,53 @@ impl SignalSet {
             }
         }
         out
+    }
+
+    /// One event's literal pass over `haystack`: which signals could match and, for anchored
+    /// signals, where. Then [`SignalSet::matches`] answers (and remembers) per signal.
+    pub fn scan(&self, haystack: &str) -> Scan {
+        let hits = vec![Cell::new(1u8); self.names.len()];
+        let mut starts = Vec::new();
+        for &id in &self.always {
+            hits[id].set(0);
+        }
+        if let Some(ac) = &self.triggers {
+            for m in ac.find_overlapping_iter(haystack.as_bytes()) {
+                for &id in &self.trigger_owner[m.pattern().as_usize()] {
+                    hits[id].set(0);
+                    if self.anchored[id] {
+                        starts.push((id as u32, m.start() as u32));
+                    }
+                }
+            }
+        }
+        Scan { hits, starts }
+    }
+
+    /// Does signal `id` match `haystack`, the text `scan` was made from? Remembered in `scan`.
+    pub fn matches(&self, id: usize, haystack: &str, scan: &Scan) -> bool {
+        let Some(known) = scan.hits.get(id) else {
+            return false;
+        };
+        if known.get() != 0 {
+            return known.get() == 2;
+        }
+        let hit = self
+            .regexes
+            .get(id)
+            .and_then(LazySignal::get)
+            .is_some_and(|re| {
+                let hay = haystack.as_bytes();
+                let starts = || scan.starts.iter().filter(|(s, _)| *s as usize == id);
+                if !self.anchored[id] || starts().nth(MAX_STARTS).is_some() {
+                    return re.is_match(hay);
+                }
+                starts().any(|&(_, at)| {
+                    re.is_match(Input::new(hay).range(at as usize..).anchored(Anchored::Yes))
+                })
+            });
+        known.set(if hit { 2 } else { 1 });
+        hit
     }
 
     pub fn id(&self, name: &str) -> Option<usize> {
@@ -357,6 +439,51 @@ pub(crate) mod tests {
             }
         }
         assert!(set.always.contains(&2));
+    }
+
+    #[test]
+    fn anchored_at_literals_answers_as_the_plain_search() {
+        let set = build(&[
+            (
+                "lits",
+                &[r"\bbad credentials\b", "(invalid|wrong) (api )?key"],
+            ),
+            (
+                "window",
+                &[r"token[^\n]{0,30}expired", r"\bkey\b.{0,10}revoked"],
+            ),
+            ("suffix", &[r"[^\n]{0,20}not allowed\b"]),
+            ("none", &[r"\d+\s*$"]),
+        ]);
+        assert!(set.anchored[0] && set.anchored[1] && !set.anchored[2] && !set.anchored[3]);
+        for text in [
+            "Bad Credentials",
+            "xbad credentials",
+            "an INVALID API KEY was sent",
+            "wrong wrong key",
+            "token token was EXPIRED",
+            "token\nexpired; the token expired",
+            "key: KEY was revoked",
+            "the key is fine, key revoked long ago by someone",
+            "IP 1.2.3.4 is NOT ALLOWED",
+            "code 42",
+            "nothing here",
+            &"token ".repeat(40),
+            &format!("{}token expired", "token ".repeat(20)),
+        ] {
+            let scan = set.scan(text);
+            for id in 0..set.len() {
+                let plain = set.is_match(id, text);
+                assert_eq!(
+                    set.matches(id, text, &scan),
+                    plain,
+                    "{} on {text:?}",
+                    set.names[id]
+                );
+                // Remembered: the second answer is the same.
+                assert_eq!(set.matches(id, text, &scan), plain);
+            }
+        }
     }
 
     #[test]

@@ -445,3 +445,136 @@ fn no_matching_playbook_is_no_match() {
     assert_eq!(res.event_id.as_deref(), Some("e1"));
     assert!(res.explanation.contains("could not recognise"));
 }
+
+/// Answers `client.check` with whether the client is valid, and logs every fetch.
+struct ClientCheck {
+    valid: bool,
+    log: std::sync::Mutex<Vec<String>>,
+}
+
+impl FactProvider for ClientCheck {
+    fn fetch(&self, fact: &str, _req: &FactRequest<'_>) -> Result<Value, FactError> {
+        self.log.lock().expect("log").push(fact.to_string());
+        match fact {
+            "client.check" => Ok(json!({"client_valid": self.valid})),
+            _ => Err(FactError::new("no such fact")),
+        }
+    }
+}
+
+fn fact_library() -> Library {
+    lib(&format!(
+        r#"
+id: refresh
+title: Refresh failed
+applies_when: "true"
+causes:
+  - id: bad_client
+    title: The client credentials are wrong
+    checks:
+      - id: client_rejected
+        script: |
+          if error?.code == "invalid_client_secret" {{ true }}
+          else if error?.status == 400 {{
+            let c = fact("client.check")?.client_valid;
+            if c == false {{ true }} else if c == true {{ false }} else {{ false }}
+          }}
+          else {{ false }}
+        evidence: "{{if facts[\"client.check\"] != () {{ \"Checked live: rejected\" }} else {{ \"The provider says so\" }}}}"
+        evidence_fail: "{{if facts[\"client.check\"]?.client_valid == true {{ \"Checked live: accepted\" }} else {{ \"Nothing says so\" }}}}"
+    actions: [fix]
+{ACTIONS}"#
+    ))
+}
+
+#[test]
+fn fact_is_fetched_only_on_the_branch_that_asks_and_then_decides() {
+    let l = fact_library();
+    let vague = json!({"error": {"status": 400, "message": "Token request failed"}});
+    let said = json!({"error": {"status": 401, "code": "invalid_client_secret"}});
+
+    // Rejected live: confirmed, on a live basis, marked live in the path.
+    let p = ClientCheck {
+        valid: false,
+        log: Default::default(),
+    };
+    let opts = Options {
+        provider: Some(&p),
+        ..Options::default()
+    };
+    let res = diagnose_json(&l, &vague.to_string(), &opts).expect("event");
+    assert_eq!(res.root_causes[0].id, "bad_client");
+    assert_eq!(res.root_causes[0].confidence, Confidence::Confirmed);
+    assert_eq!(res.root_causes[0].evidence, vec!["Checked live: rejected"]);
+    let step = res
+        .path
+        .iter()
+        .find(|s| s.node == "client_rejected")
+        .expect("step");
+    assert!(step.live);
+    assert!(step.facts.iter().any(|f| f == "facts.client.check"));
+    assert_eq!(*p.log.lock().expect("log"), vec!["client.check"]);
+    assert!(res.settled_by.is_empty(), "online: no settled_by");
+
+    // The event's own words decide: no probe.
+    let p = ClientCheck {
+        valid: false,
+        log: Default::default(),
+    };
+    let opts = Options {
+        provider: Some(&p),
+        ..Options::default()
+    };
+    let res = diagnose_json(&l, &said.to_string(), &opts).expect("event");
+    assert_eq!(res.root_causes[0].id, "bad_client");
+    assert!(p.log.lock().expect("log").is_empty());
+    assert!(!res.path.iter().any(|s| s.live));
+
+    // Accepted live: ruled out with the live reason.
+    let p = ClientCheck {
+        valid: true,
+        log: Default::default(),
+    };
+    let opts = Options {
+        provider: Some(&p),
+        ..Options::default()
+    };
+    let res = diagnose_json(&l, &vague.to_string(), &opts).expect("event");
+    assert_eq!(res.status, Status::Inconclusive);
+    assert_eq!(outcome(&res, "bad_client"), Outcome::RuledOut);
+    let cause = res
+        .path
+        .iter()
+        .find(|s| s.node == "bad_client")
+        .expect("cause");
+    assert_eq!(cause.detail.as_deref(), Some("Checked live: accepted"));
+}
+
+#[test]
+fn offline_fact_reads_unit_and_the_resolution_says_which_check_would_settle_it() {
+    let l = fact_library();
+    let vague = json!({"error": {"status": 400, "message": "Token request failed"}});
+    let res = run(&l, vague);
+    assert_eq!(res.status, Status::Inconclusive);
+    assert_eq!(outcome(&res, "bad_client"), Outcome::RuledOut);
+    assert_eq!(res.settled_by.len(), 1, "{:#?}", res.settled_by);
+    assert_eq!(res.settled_by[0].fact, "client.check");
+    assert_eq!(res.settled_by[0].would_settle, vec!["bad_client"]);
+    let json = serde_json::to_value(&res).expect("json");
+    assert_eq!(
+        json["settled_by"],
+        json!([{"fact": "client.check", "would_settle": ["bad_client"]}])
+    );
+    // Decided from the event: nothing to settle.
+    let res = run(
+        &l,
+        json!({"error": {"status": 401, "code": "invalid_client_secret"}}),
+    );
+    assert!(res.settled_by.is_empty());
+    assert!(
+        serde_json::to_value(&res)
+            .expect("json")
+            .get("settled_by")
+            .is_none()
+    );
+}

@@ -16,10 +16,12 @@ pub mod net;
 pub mod oauth;
 pub mod probe;
 pub mod record;
+pub mod shared;
 pub mod status;
 pub mod whoami;
 
 pub use fixture::FixtureProvider;
 pub use guard::Guard;
-pub use live::{LiveConfig, LiveProvider};
+pub use live::{LiveConfig, LiveProvider, RefreshLease, RefreshTurn};
 pub use record::RecordingProvider;
+pub use shared::{InProcess, SharedState};

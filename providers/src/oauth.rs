@@ -235,6 +235,8 @@ async fn discovery_fact(cx: &Ctx, issuer: &Url) -> Result<(Value, Option<Url>), 
                     "token_endpoint_auth_methods_supported": null,
                     "scopes_supported": null,
                     "token_endpoint_matches": null,
+                    "refresh_endpoint_matches": null,
+                    "authorization_endpoint_matches": null,
                     "error": why,
                 }),
                 None,
@@ -250,6 +252,27 @@ async fn discovery_fact(cx: &Ctx, issuer: &Url) -> Result<(Value, Option<Url>), 
         .is_some_and(|d| d.trim_end_matches('/') == expected.trim_end_matches('/'));
     let token_endpoint = doc_url(doc, "token_endpoint");
     let token_endpoint_matches = match (&token_endpoint, &cx.conn.oauth.token_url) {
+        (Some(d), Some(c)) => Some(same_endpoint(d, c)),
+        _ => None,
+    };
+    // Where refreshes go (a separate refresh URL, else the token URL) and where users are
+    // sent to sign in, against the metadata: a configured URL the issuer does not list is a
+    // configuration mistake, named with both URLs.
+    let refresh_endpoint_matches = match (
+        &token_endpoint,
+        cx.conn
+            .oauth
+            .refresh_url
+            .as_ref()
+            .or(cx.conn.oauth.token_url.as_ref()),
+    ) {
+        (Some(d), Some(c)) => Some(same_endpoint(d, c)),
+        _ => None,
+    };
+    let authorization_endpoint_matches = match (
+        &doc_url(doc, "authorization_endpoint"),
+        &cx.conn.oauth.authorize_url,
+    ) {
         (Some(d), Some(c)) => Some(same_endpoint(d, c)),
         _ => None,
     };
@@ -271,6 +294,11 @@ async fn discovery_fact(cx: &Ctx, issuer: &Url) -> Result<(Value, Option<Url>), 
             doc_list(doc, "token_endpoint_auth_methods_supported"),
         "scopes_supported": doc_list(doc, "scopes_supported"),
         "token_endpoint_matches": token_endpoint_matches,
+        "refresh_endpoint_matches": refresh_endpoint_matches,
+        "authorization_endpoint_matches": authorization_endpoint_matches,
+        "configured_token_url": cx.conn.oauth.token_url.as_ref().map(shown),
+        "configured_refresh_url": cx.conn.oauth.refresh_url.as_ref().map(shown),
+        "configured_authorize_url": cx.conn.oauth.authorize_url.as_ref().map(shown),
         "error": null,
     });
     Ok((fact, introspection))

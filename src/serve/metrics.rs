@@ -15,10 +15,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use tokio::sync::Semaphore;
 use whyfail_engine::Resolution;
 use whyfail_engine::model::resolution::Status;
+use whyfail_providers::SharedState;
 use whyfail_providers::live::Stats;
+
+use super::conn::Registry as Connections;
+use super::work::Slots;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -62,31 +65,105 @@ fn latency_histogram() -> Histogram {
 
 /// Values read at scrape time from elsewhere: the live provider's counters and the
 /// diagnosis slots in use.
-#[derive(Debug)]
 struct Gauges {
     probes: Option<Arc<Stats>>,
-    slots: Arc<Semaphore>,
-    concurrency: usize,
+    shared: Option<Arc<dyn SharedState>>,
+    slots: Arc<Slots>,
+    connections: Arc<Connections>,
+}
+
+impl std::fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gauges")
+            .field("probes", &self.probes)
+            .field("shared", &self.shared.as_ref().map(|s| s.health()))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 impl Collector for Gauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let in_use = self
-            .concurrency
-            .saturating_sub(self.slots.available_permits());
-        let g = ConstGauge::new(in_use as i64);
+        let g = ConstGauge::new(self.slots.in_use() as i64);
         g.encode(encoder.encode_descriptor(
             "diagnoses_in_flight",
-            "Diagnosis requests being served now (at most --concurrency)",
+            "Diagnosis slots taken now (at most --concurrency); a slot is held until its work has stopped",
             None,
             g.metric_type(),
         )?)?;
+        let g = ConstGauge::new(self.slots.running.load(Ordering::Relaxed));
+        g.encode(encoder.encode_descriptor(
+            "diagnoses_running",
+            "Diagnoses running now on the blocking pool, including those whose request has ended",
+            None,
+            g.metric_type(),
+        )?)?;
+        let c = ConstCounter::new(self.slots.cancelled.load(Ordering::Relaxed));
+        c.encode(encoder.encode_descriptor(
+            "diagnoses_cancelled",
+            "Diagnoses stopped early because their request timed out or its client went away",
+            None,
+            c.metric_type(),
+        )?)?;
+        let g = ConstGauge::new(self.connections.open() as i64);
+        g.encode(encoder.encode_descriptor(
+            "connections_open",
+            "Client connections open now (at most --max-connections)",
+            None,
+            g.metric_type(),
+        )?)?;
+        let closed = &self.connections.closed;
+        let mut family = encoder.encode_descriptor(
+            "connections_closed",
+            "Connections the server closed: header_timeout, idle_timeout, evicted (oldest idle one, to make room at --max-connections), refused (at the cap with every connection busy)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (reason, n) in [
+            ("header_timeout", &closed.header_timeout),
+            ("idle_timeout", &closed.idle_timeout),
+            ("evicted", &closed.evicted),
+            ("refused", &closed.refused),
+        ] {
+            let c = ConstCounter::new(n.load(Ordering::Relaxed));
+            c.encode(family.encode_family(&ReasonLabels { reason })?)?;
+        }
+        if let Some(shared) = &self.shared {
+            let h = shared.health();
+            let g = ConstGauge::new(i64::from(h.up));
+            g.encode(encoder.encode_descriptor(
+                "shared_state_up",
+                "1 while the shared store (--shared-state) answers; 0 while answers come from this replica's own state",
+                None,
+                g.metric_type(),
+            )?)?;
+            for (name, help, value) in [
+                (
+                    "shared_state_errors",
+                    "Calls to the shared store that failed or timed out (answered from this replica's state)",
+                    h.errors,
+                ),
+                (
+                    "shared_state_outages",
+                    "Times the shared store went from answering to unreachable",
+                    h.outages,
+                ),
+            ] {
+                let c = ConstCounter::new(value);
+                c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+            }
+        }
         let Some(stats) = &self.probes else {
             return Ok(());
         };
         let requests = stats.requests.load(Ordering::Relaxed);
         let probes = stats.probes.load(Ordering::Relaxed);
         let held = stats.held_back.load(Ordering::Relaxed);
+        let from_shared = stats.shared_answers.load(Ordering::Relaxed);
         let counters = [
             (
                 "fact_requests",
@@ -101,7 +178,15 @@ impl Collector for Gauges {
             (
                 "probe_cache_answers",
                 "Live facts answered from the cache or by joining an in-flight probe",
-                requests.saturating_sub(probes).saturating_sub(held),
+                requests
+                    .saturating_sub(probes)
+                    .saturating_sub(held)
+                    .saturating_sub(from_shared),
+            ),
+            (
+                "probe_shared_answers",
+                "Live facts answered from the shared store: another replica's probe",
+                from_shared,
             ),
             (
                 "probes_held_back",
@@ -118,7 +203,12 @@ impl Collector for Gauges {
 }
 
 impl Metrics {
-    pub fn new(probes: Option<Arc<Stats>>, slots: Arc<Semaphore>, concurrency: usize) -> Self {
+    pub fn new(
+        probes: Option<Arc<Stats>>,
+        shared: Option<Arc<dyn SharedState>>,
+        slots: Arc<Slots>,
+        connections: Arc<Connections>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("whyfail");
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
@@ -147,8 +237,9 @@ impl Metrics {
         );
         registry.register_collector(Box::new(Gauges {
             probes,
+            shared,
             slots,
-            concurrency,
+            connections,
         }));
         Metrics {
             registry,

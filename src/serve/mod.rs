@@ -17,6 +17,7 @@
 //! shutdown future resolves. Tests run it in-process on `127.0.0.1:0`.
 
 pub mod auth;
+pub mod conn;
 pub mod error;
 pub mod graph;
 mod metrics;
@@ -25,6 +26,8 @@ pub mod openapi;
 mod panel;
 pub mod reload;
 pub mod routes;
+pub mod shared;
+mod work;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,8 +37,8 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
-use whyfail_providers::{LiveConfig, LiveProvider};
+use tokio::sync::mpsc;
+use whyfail_providers::{LiveConfig, LiveProvider, SharedState};
 
 pub use auth::Token;
 use metrics::Metrics;
@@ -51,6 +54,8 @@ pub mod defaults {
     pub const DEADLINE: Duration = Duration::from_millis(3000);
     pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(10_000);
     pub const DEBOUNCE: Duration = Duration::from_millis(200);
+    pub const HEADER_TIMEOUT: Duration = Duration::from_millis(10_000);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_millis(30_000);
 }
 
 /// How to run the service.
@@ -61,6 +66,8 @@ pub struct Config {
     pub playbooks: Vec<PathBuf>,
     /// Required unless `listen` is a loopback address.
     pub token: Option<Token>,
+    /// Where `token` came from, read again on SIGHUP (a bad or empty file keeps the old token).
+    pub token_file: Option<PathBuf>,
     /// No live checks: decide from the event alone.
     pub offline: bool,
     /// Hosts live checks may reach even if private (`--allow-host`).
@@ -73,12 +80,19 @@ pub struct Config {
     pub concurrency: usize,
     /// Upper bound for answering one request (504 after that).
     pub request_timeout: Duration,
+    /// Header timeout, idle timeout and connection cap (see [`conn`]).
+    pub connections: conn::Limits,
     /// Reload when a `--playbooks` path changes.
     pub watch: bool,
     /// Reload on SIGHUP (the binary; in-process tests leave it off).
     pub sighup: bool,
     /// Quiet time after the last file change before reloading.
     pub debounce: Duration,
+    /// `redis://HOST:PORT[/DB]` that replicas share live facts, locks and holds through
+    /// (`--shared-state`); `None` keeps them in this process.
+    pub shared_state: Option<String>,
+    /// Upper bound for one call to the shared store.
+    pub shared_state_timeout: Duration,
 }
 
 impl Config {
@@ -87,15 +101,23 @@ impl Config {
             listen,
             playbooks: Vec::new(),
             token: None,
+            token_file: None,
             offline: false,
             allow_hosts: Vec::new(),
             deadline: defaults::DEADLINE,
             max_body: defaults::MAX_BODY,
             concurrency: defaults::CONCURRENCY,
             request_timeout: defaults::REQUEST_TIMEOUT,
+            connections: conn::Limits {
+                header_timeout: defaults::HEADER_TIMEOUT,
+                idle_timeout: defaults::IDLE_TIMEOUT,
+                max_connections: conn::default_max_connections(),
+            },
             watch: true,
             sighup: false,
             debounce: defaults::DEBOUNCE,
+            shared_state: None,
+            shared_state_timeout: shared::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -134,8 +156,13 @@ pub(crate) struct ServerState {
     log: Mutex<reload::Log>,
     reload_lock: tokio::sync::Mutex<()>,
     pub(crate) metrics: Metrics,
+    pub(crate) slots: Arc<work::Slots>,
+    pub(crate) connections: Arc<conn::Registry>,
     pub(crate) live: Option<Arc<LiveProvider>>,
-    pub(crate) token: Option<Token>,
+    /// The store replicas share, when `--shared-state` is set.
+    pub(crate) shared: Option<Arc<dyn SharedState>>,
+    token: RwLock<Option<Token>>,
+    pub(crate) token_file: Option<PathBuf>,
     pub(crate) deadline: Duration,
     pub(crate) playbook_dirs: Vec<PathBuf>,
     pub(crate) started_at: jiff::Timestamp,
@@ -156,6 +183,32 @@ impl ServerState {
         *self.library.write().unwrap_or_else(PoisonError::into_inner) = Some(loaded);
     }
 
+    /// The token requests must present, if any.
+    pub(crate) fn token(&self) -> Option<Token> {
+        self.token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads `--token-file` again (on SIGHUP). A file that cannot be read or is empty keeps
+    /// the token in use: a half-written rotation must not lock every client out, nor let
+    /// everyone in.
+    pub(crate) fn reread_token(&self) {
+        let Some(path) = &self.token_file else {
+            return;
+        };
+        match Token::from_file(path) {
+            Ok(t) => {
+                *self.token.write().unwrap_or_else(PoisonError::into_inner) = Some(t);
+                tracing::info!(target: "whyfail::serve", file = %path.display(), "token file read again");
+            }
+            Err(e) => {
+                tracing::warn!(target: "whyfail::serve", error = %e, "token file not usable; the previous token stays in force");
+            }
+        }
+    }
+
     pub(crate) fn lock_log(&self) -> MutexGuard<'_, reload::Log> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -165,6 +218,7 @@ impl ServerState {
 pub struct Server {
     listener: TcpListener,
     app: Router,
+    limits: conn::Limits,
     state: Arc<ServerState>,
     reload_rx: mpsc::Receiver<()>,
     // Kept so the reload channel stays open (and SIGHUP works) even without a watcher.
@@ -182,6 +236,15 @@ impl Server {
         if config.token.is_none() && !config.listen.ip().is_loopback() {
             return Err(StartError::NoToken(config.listen));
         }
+        let limits = &config.connections;
+        if limits.max_connections == 0
+            || limits.header_timeout.is_zero()
+            || limits.idle_timeout.is_zero()
+        {
+            return Err(StartError::Config(
+                "--max-connections, --header-timeout and --idle-timeout must be at least 1".into(),
+            ));
+        }
         if config.concurrency == 0 {
             return Err(StartError::Config(
                 "--concurrency must be at least 1".into(),
@@ -193,28 +256,50 @@ impl Server {
                 p.display()
             )));
         }
+        let shared: Option<Arc<dyn SharedState>> = match &config.shared_state {
+            Some(_) if config.offline => {
+                tracing::warn!(target: "whyfail::serve", "--shared-state is ignored with --offline: there are no live facts to share");
+                None
+            }
+            Some(url) => Some(
+                shared::RedisState::connect(url, config.shared_state_timeout)
+                    .await
+                    .map_err(StartError::Config)?,
+            ),
+            None => None,
+        };
         let live = (!config.offline).then(|| {
-            Arc::new(LiveProvider::with_handle(
+            let provider = LiveProvider::with_handle(
                 LiveConfig {
                     allow_hosts: config.allow_hosts.clone(),
                     ..LiveConfig::default()
                 },
                 tokio::runtime::Handle::current(),
-            ))
+            );
+            Arc::new(match &shared {
+                Some(s) => provider.with_shared(s.clone()),
+                None => provider,
+            })
         });
-        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let slots = Arc::new(work::Slots::new(config.concurrency, config.request_timeout));
+        let connections = Arc::new(conn::Registry::new());
         let metrics = Metrics::new(
             live.as_ref().map(|l| l.stats.clone()),
+            shared.clone(),
             slots.clone(),
-            config.concurrency,
+            connections.clone(),
         );
         let state = Arc::new(ServerState {
             library: RwLock::new(None),
             log: Mutex::default(),
             reload_lock: tokio::sync::Mutex::new(()),
             metrics,
+            slots,
+            connections,
             live,
-            token: config.token.clone(),
+            shared,
+            token: RwLock::new(config.token.clone()),
+            token_file: config.token_file.clone(),
             deadline: config.deadline,
             playbook_dirs: config.playbooks.clone(),
             started_at: jiff::Timestamp::now(),
@@ -231,13 +316,14 @@ impl Server {
         } else {
             None
         };
-        let app = routes::router(state.clone(), &config, slots);
+        let app = routes::router(state.clone(), &config);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError::Bind(config.listen, e))?;
         Ok(Server {
             listener,
             app,
+            limits: config.connections,
             state,
             reload_rx: rx,
             _reload_tx: tx,
@@ -275,9 +361,14 @@ impl Server {
             self.reload_rx,
             self.hup,
         ));
-        let result = axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = conn::serve(
+            self.listener,
+            self.app,
+            self.limits,
+            self.state.connections.clone(),
+            shutdown,
+        )
+        .await;
         reloader.abort();
         drop(self.watcher);
         result

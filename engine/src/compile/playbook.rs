@@ -265,6 +265,11 @@ fn compile_check(cx: &mut Ctx<'_, '_>, c: CheckSrc<'_>, path: &str) -> Option<Ch
     for n in &needs {
         facts.push(format!("facts.{n}"));
     }
+    for f in super::script::live_facts_of(&script.source) {
+        if !facts.contains(&f) {
+            facts.push(f);
+        }
+    }
     let basis = c
         .basis
         .unwrap_or_else(|| super::basis::infer(&script.source, &needs));

@@ -37,8 +37,9 @@ pub struct Site<'a> {
 pub struct Compiler<'a> {
     pub engine: &'a Engine,
     pub signals: &'a SignalSet,
-    /// File name → text, to tell quoted scalars (whose location is the opening quote) apart.
-    sources: HashMap<&'a str, &'a str>,
+    /// File name → text and the offset where each of its lines starts, to tell quoted scalars
+    /// (whose location is the opening quote) apart without scanning the file for each one.
+    sources: HashMap<&'a str, (&'a str, Vec<usize>)>,
     scope: Scope<'static>,
 }
 
@@ -54,6 +55,15 @@ impl<'a> Compiler<'a> {
         for var in SCOPE_VARS {
             scope.push_dynamic(*var, rhai::Dynamic::UNIT);
         }
+        let sources = sources
+            .into_iter()
+            .map(|(file, text)| {
+                let starts = std::iter::once(0)
+                    .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                    .collect();
+                (file, (text, starts))
+            })
+            .collect();
         Compiler {
             engine,
             signals,
@@ -83,21 +93,28 @@ impl<'a> Compiler<'a> {
     /// the first content line of a block scalar (`|`, `>`), whose location is its indicator.
     pub fn content_start(&self, file: &str, src: &Spanned<String>) -> (u64, u64) {
         let (line, col) = (src.referenced.line(), src.referenced.column());
-        let Some(text) = self.sources.get(file) else {
+        let Some((text, starts)) = self.sources.get(file) else {
             return (line, col);
         };
-        let at = text
-            .lines()
-            .nth(line.saturating_sub(1) as usize)
+        // The text from the start of line `n` (0-based) on, as `lines()` would reach it.
+        let from_line = |n: usize| starts.get(n).map(|&i| &text[i..]);
+        let at = from_line(line.saturating_sub(1) as usize)
+            .and_then(|rest| rest.lines().next())
             .and_then(|l| l.chars().nth(col.saturating_sub(1) as usize));
         match at {
             Some('"' | '\'') => (line, col + 1),
-            Some('|' | '>') => text
-                .lines()
-                .enumerate()
-                .skip(line as usize)
-                .find(|(_, l)| !l.trim().is_empty())
-                .map(|(i, l)| (i as u64 + 1, (l.len() - l.trim_start().len()) as u64 + 1))
+            Some('|' | '>') => from_line(line as usize)
+                .and_then(|rest| {
+                    rest.lines()
+                        .enumerate()
+                        .find(|(_, l)| !l.trim().is_empty())
+                        .map(|(i, l)| {
+                            (
+                                line + i as u64 + 1,
+                                (l.len() - l.trim_start().len()) as u64 + 1,
+                            )
+                        })
+                })
                 .unwrap_or((line, col)),
             _ => (line, col),
         }
@@ -268,6 +285,20 @@ pub fn reads_of(text: &str) -> Vec<String> {
         };
         if !path.is_empty() && !out.contains(&path) {
             out.push(path);
+        }
+    }
+    out
+}
+
+/// Live facts a script asks for by name with `fact("name")`, as `facts.name` (for the path).
+pub fn live_facts_of(text: &str) -> Vec<String> {
+    static FACT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"\bfact\(\s*"([a-z0-9_.]+)"\s*\)"#).expect("static regex"));
+    let mut out: Vec<String> = Vec::new();
+    for cap in FACT.captures_iter(text) {
+        let f = format!("facts.{}", &cap[1]);
+        if !out.contains(&f) {
+            out.push(f);
         }
     }
     out

@@ -25,7 +25,7 @@ use crate::facts::FactProvider;
 use crate::model::playbook::DispositionKind;
 use crate::model::resolution::{
     Action, Candidate, Confidence, Disposition, NodeKind, Outcome, PathStep, Resolution, RootCause,
-    Status, Symptom, TraceStep,
+    SettledBy, Status, Symptom, TraceStep,
 };
 use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
 use crate::time;
@@ -48,6 +48,10 @@ pub struct Options<'a> {
     pub deadline: Option<std::time::Duration>,
     /// Record every script evaluated in `Resolution::trace` (slower; for playbook authors).
     pub trace: bool,
+    /// Set by the caller to stop the diagnosis early (the service's request timed out or its
+    /// client went away): every script not yet started then ends as an error, and no further
+    /// live fact is fetched, so the walk finishes at once with what it has.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Diagnoses one JSON event.
@@ -71,6 +75,7 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
     let _guard = sandbox::install(helper.clone());
 
     let facts = Dynamic::from_map(Map::new()).into_shared();
+    helper.set_facts(facts.clone());
     let vars = event.scope_values(facts.clone(), now);
     let mut scope = Scope::new();
     for (var, value) in SCOPE_VARS.iter().zip(&vars) {
@@ -90,9 +95,13 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         scrub: &scrub,
         fetched: &mut fetched,
         deadline: opts.deadline.map(|d| std::time::Instant::now() + d),
+        cancel: opts.cancel,
         trace: opts.trace.then(Vec::new),
         playbook: "",
         worlds: std::cell::OnceCell::new(),
+        settles: Vec::new(),
+        live_used: false,
+        offline_wants: Vec::new(),
     };
 
     let mut walked: Vec<Walked<'_>> = Vec::new();
@@ -128,6 +137,7 @@ fn finish(
         },
         path: Vec::new(),
         explanation: String::new(),
+        settled_by: Vec::new(),
         acted: Vec::new(),
         new_credentials: None,
         trace: Vec::new(),
@@ -244,6 +254,7 @@ fn build(w: &mut Walker<'_>, event: &Event, walked: Vec<Walked<'_>>, res: &mut R
             outcome: Outcome::Matched,
             detail: None,
             facts: Default::default(),
+            live: false,
         });
         if i == winner {
             res.path.extend(walk.result.path);
@@ -264,9 +275,41 @@ fn build(w: &mut Walker<'_>, event: &Event, walked: Vec<Walked<'_>>, res: &mut R
             outcome: Outcome::Recommended,
             detail: None,
             facts: Default::default(),
+            live: false,
         });
     }
     res.disposition = disposition(w, disposition_def, chosen.first(), res.actions.first());
+    let settled = res
+        .root_causes
+        .first()
+        .is_some_and(|c| c.confidence == Confidence::Confirmed);
+    if w.provider.is_none() && !settled {
+        res.settled_by = settled_by(&w.offline_wants);
+    }
+}
+
+/// The offline wants grouped by fact, in the order they were first asked for.
+fn settled_by(wants: &[(String, Vec<String>)]) -> Vec<SettledBy> {
+    let mut out: Vec<SettledBy> = Vec::new();
+    for (fact, causes) in wants {
+        let i = match out.iter().position(|s| &s.fact == fact) {
+            Some(i) => i,
+            None => {
+                out.push(SettledBy {
+                    fact: fact.clone(),
+                    would_settle: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        for c in causes {
+            if !out[i].would_settle.contains(c) {
+                out[i].would_settle.push(c.clone());
+            }
+        }
+    }
+    out.retain(|s| !s.would_settle.is_empty());
+    out
 }
 
 /// Trace entries that say why the causes came in this order (`diagnose --trace`).

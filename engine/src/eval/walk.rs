@@ -48,13 +48,24 @@ pub(crate) struct Walker<'a> {
     pub fetched: &'a mut Vec<(String, Option<String>)>,
     /// When live facts must have arrived; a probe still running then makes its checks unknown.
     pub deadline: Option<std::time::Instant>,
+    /// The caller's stop flag (`Options::cancel`), checked before every script and fact.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
     /// Every script evaluated, when tracing.
     pub trace: Option<Vec<TraceStep>>,
     /// The playbook being walked (for the trace).
     pub playbook: &'a str,
     /// Reduced copies of the event for measuring what a check rests on, built when first needed.
     pub worlds: std::cell::OnceCell<Worlds>,
+    /// The causes the check being evaluated bears on (its cause, or a step's targets).
+    pub settles: Vec<String>,
+    /// Whether the last check's outcome was decided with a live fact's answer in hand.
+    pub live_used: bool,
+    /// Offline: live facts a check asked for, with the causes it bears on (`settled_by`).
+    pub offline_wants: Vec<(String, Vec<String>)>,
 }
+
+/// Why a script or fact was not evaluated after `Options::cancel` was set.
+const CANCELLED: &str = "the diagnosis was cancelled";
 
 /// Outcome of evaluating one script.
 pub(crate) enum Value {
@@ -66,6 +77,9 @@ pub(crate) enum Value {
 impl Walker<'_> {
     /// Evaluates a compiled script in the event's scope.
     pub fn run(&mut self, script: &Script) -> Value {
+        if self.cancelled() {
+            return Value::Failed(CANCELLED.to_string());
+        }
         if let Some(native) = &script.native {
             match native.eval(&NativeCtx {
                 vars: self.vars,
@@ -89,6 +103,12 @@ impl Walker<'_> {
             }
             Err(e) => Value::Failed(self.scrub.clean(&first_line(&e.to_string()))),
         }
+    }
+
+    /// Whether the caller asked the diagnosis to stop.
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Evaluates a script in a reduced copy of the event (see `eval::worlds`).
@@ -125,6 +145,10 @@ impl Walker<'_> {
     fn measure(&self, c: &Check, outcome: Outcome) -> Basis {
         if c.basis_declared || c.basis == Basis::Status || c.basis == Basis::Live {
             return c.basis;
+        }
+        // It asked the provider (`fact("...")`) and had the answer: the answer is the evidence.
+        if self.live_used {
+            return Basis::Live;
         }
         let worlds = self.worlds.get_or_init(|| {
             Worlds::new(
@@ -220,6 +244,9 @@ impl Walker<'_> {
             }
         }
         for need in needs {
+            if self.cancelled() {
+                return Err(CANCELLED.to_string());
+            }
             if let Some((_, failed)) = self.fetched.iter().find(|(n, _)| n == need) {
                 if let Some(reason) = failed {
                     return Err(format!("live fact `{need}` unavailable: {reason}"));
@@ -292,13 +319,20 @@ impl Walker<'_> {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
+        // Declared needs and facts asked for with `fact("name")` alike.
+        let names: Vec<String> = c
+            .facts
+            .iter()
+            .filter_map(|f| f.strip_prefix("facts."))
+            .map(str::to_string)
+            .collect();
         let step = self.trace_step(
             &c.id,
             kind,
             &word,
             detail.clone(),
             &c.script,
-            &c.needs,
+            &names,
             micros,
         );
         if let Some(t) = self.trace.as_mut() {
@@ -356,11 +390,58 @@ impl Walker<'_> {
         j
     }
 
+    /// Offline: notes that these facts would have been asked for, and what they bear on.
+    fn note_offline(&mut self, facts: &[String]) {
+        if self.provider.is_some() {
+            return;
+        }
+        for f in facts {
+            self.offline_wants.push((f.clone(), self.settles.clone()));
+        }
+    }
+
+    /// Runs a check's script; when it asks for live facts with `fact("name")` that this
+    /// diagnosis does not have yet, fetches them (online) and runs it again with the answers.
+    /// Scripts are pure, so the second run differs only in what the facts say.
+    fn run_live(&mut self, script: &Script) -> Value {
+        self.helper.live_reset();
+        let mut rounds = 0;
+        loop {
+            let v = self.run(script);
+            let wanted = self.helper.live_wanted();
+            let new: Vec<String> = wanted
+                .into_iter()
+                .filter(|n| !self.fetched.iter().any(|(f, _)| f == n))
+                .collect();
+            if new.is_empty() || rounds >= 3 {
+                return v;
+            }
+            if self.provider.is_none() {
+                self.note_offline(&new);
+                return v;
+            }
+            rounds += 1;
+            // Facts asked for together are probed together (a discovery and a client check).
+            if let (Some(p), true) = (self.provider, new.len() > 1) {
+                let want: Vec<&str> = new.iter().map(String::as_str).collect();
+                p.prefetch(&want, &self.request());
+            }
+            for n in new {
+                // A fact that cannot be had is remembered in `fetched`, and reads as `()`.
+                let _ = self.ensure_facts(std::slice::from_ref(&n));
+            }
+        }
+    }
+
     fn check_untraced(&mut self, c: &Check) -> (Outcome, Option<String>) {
+        self.live_used = false;
         if let Err(reason) = self.ensure_facts(&c.needs) {
+            self.note_offline(&c.needs);
             return (Outcome::Unknown, Some(reason));
         }
-        match self.run(&c.script) {
+        let value = self.run_live(&c.script);
+        self.live_used = !c.needs.is_empty() || self.helper.live_used();
+        match value {
             Value::Ok(v) => {
                 let outcome = if let Ok(b) = v.as_bool() {
                     if b { Outcome::Pass } else { Outcome::Fail }
@@ -523,6 +604,7 @@ fn step_entry(
         outcome,
         detail,
         facts: facts.clone(),
+        live: false,
     }
 }
 
@@ -554,6 +636,7 @@ impl Walker<'_> {
                     outcome: Outcome::Skipped,
                     detail: None,
                     facts: Default::default(),
+                    live: false,
                 }),
             }
         }
@@ -570,14 +653,25 @@ impl Walker<'_> {
         st.visited[i] = true;
         match &pb.nodes[i] {
             Node::Step(s) => {
+                self.settles = s
+                    .on_pass
+                    .iter()
+                    .chain(&s.on_fail)
+                    .filter_map(|&t| match &pb.nodes[t] {
+                        Node::Cause(c) => Some(c.id.clone()),
+                        Node::Step(_) => None,
+                    })
+                    .collect();
                 let (outcome, detail) = self.check(&s.check, "step");
-                st.path.push(step_entry(
+                let mut entry = step_entry(
                     &s.check.id,
                     NodeKind::Check,
                     outcome,
                     detail.clone(),
                     &s.check.facts,
-                ));
+                );
+                entry.live = self.live_used && matches!(outcome, Outcome::Pass | Outcome::Fail);
+                st.path.push(entry);
                 let next = match outcome {
                     Outcome::Pass => &s.on_pass,
                     Outcome::Fail => &s.on_fail,
@@ -604,6 +698,7 @@ impl Walker<'_> {
             outcome: Outcome::Inconclusive,
             detail: None,
             facts: Default::default(),
+            live: false,
         });
         let routed = via.is_some();
         let mut basis: Option<Basis> = via.as_ref().map(|(_, b)| *b);
@@ -635,14 +730,17 @@ impl Walker<'_> {
                 ));
                 continue;
             }
+            self.settles = vec![c.id.clone()];
             let (outcome, detail) = self.check(check, "check");
-            st.path.push(step_entry(
+            let mut entry = step_entry(
                 &check.id,
                 NodeKind::Check,
                 outcome,
                 detail.clone(),
                 &check.facts,
-            ));
+            );
+            entry.live = self.live_used && matches!(outcome, Outcome::Pass | Outcome::Fail);
+            st.path.push(entry);
             match (check.role, outcome) {
                 (Role::Require, Outcome::Pass) => {
                     required += 1;

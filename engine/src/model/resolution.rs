@@ -34,6 +34,10 @@ pub struct Resolution {
     pub path: Vec<PathStep>,
     /// Markdown for a "why did this fail" panel, in the requested audience's voice.
     pub explanation: String,
+    /// Offline only, when the answer is inconclusive or only likely: the live checks that would
+    /// settle it, so the platform can ask again with live checks on. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settled_by: Vec<SettledBy>,
     /// Actions whyfail carried out because the caller opted in (`--act refresh_token`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acted: Vec<Acted>,
@@ -45,6 +49,15 @@ pub struct Resolution {
     /// debugging a playbook, not for end users.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<TraceStep>,
+}
+
+/// A live check that an offline diagnosis could not run, and what its answer would decide.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SettledBy {
+    /// The live fact (`oauth.client`, `oauth.introspection`, `whoami`, ...).
+    pub fact: String,
+    /// The causes its answer would confirm or rule out.
+    pub would_settle: Vec<String>,
 }
 
 /// One evaluated script: a playbook's `applies_when`, a step, or a cause's check.
@@ -198,4 +211,8 @@ pub struct PathStep {
     // Shared with the compiled check: the list is fixed at load time, so no event copies it.
     #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
     pub facts: std::sync::Arc<[String]>,
+    /// The outcome rests on an answer the provider gave just now (a live check), not only on
+    /// the event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub live: bool,
 }

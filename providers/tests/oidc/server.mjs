@@ -6,6 +6,9 @@
 // The issuer has a path (`/oidc`), as multi-tenant servers' issuers do, so discovery must
 // insert the well-known segment per RFC 8414 §3.1 (oidc-provider serves its metadata only under
 // the mount path, so that location answers 404) and fall back to OpenID Connect discovery.
+// `GET /_stats` (outside the issuer) answers what the server saw: requests per endpoint and
+// token requests per grant_type, so tests can assert a diagnosis never ran a refresh_token
+// grant and how many client checks a burst made.
 // Prints one JSON line {"issuer": "..."} on stdout once it accepts connections; everything
 // else (oidc-provider's development warnings) goes to stderr. Exits when stdin closes, so a
 // test that dies without killing it does not leave it running.
@@ -61,10 +64,27 @@ server.listen(port, '127.0.0.1', () => {
   });
   // Quiet: a test server's errors are the test's business, reported in HTTP responses.
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  const stats = { requests: {}, grants: {} };
+  const countGrant = (ctx) => {
+    const g = ctx.oidc?.params?.grant_type ?? '(none)';
+    stats.grants[g] = (stats.grants[g] ?? 0) + 1;
+  };
+  provider.on('grant.success', countGrant);
+  provider.on('grant.error', countGrant);
   const callback = provider.callback();
   // Mounted the way express' app.use(MOUNT, ...) does it: oidc-provider reads the mount path
   // from originalUrl minus url.
   server.on('request', (req, res) => {
+    if (req.url === '/_stats') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stats));
+      return;
+    }
+    if (req.url.startsWith(MOUNT)) {
+      const endpoint = req.url.slice(MOUNT.length).split('?')[0] || '/';
+      const key = `${req.method} ${endpoint}`;
+      stats.requests[key] = (stats.requests[key] ?? 0) + 1;
+    }
     if (req.url === MOUNT || req.url.startsWith(`${MOUNT}/`) || req.url.startsWith(`${MOUNT}?`)) {
       req.originalUrl = req.url;
       req.url = req.url.slice(MOUNT.length) || '/';
