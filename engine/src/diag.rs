@@ -41,6 +41,10 @@ pub mod code {
     pub const MISSING_MATCHER: &str = "missing_matcher";
     pub const EMPTY_LIBRARY: &str = "empty_library";
     pub const GENERIC_ONLY_CAUSE: &str = "generic_only_cause";
+    pub const SCRIPT_BUDGET: &str = "script_budget";
+    pub const UNKNOWN_FUNCTION: &str = "unknown_function";
+    pub const MODULE_UNAVAILABLE: &str = "module_unavailable";
+    pub const DYNAMIC_PATTERN: &str = "dynamic_pattern";
 }
 
 /// One problem found in a playbook file.

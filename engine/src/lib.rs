@@ -55,7 +55,7 @@ mod yaml_path;
 
 pub use compile::Library;
 pub use diag::{Diagnostic, Severity};
-pub use eval::{ENGINE_VERSION, Event, EventError, Options, diagnose, diagnose_json};
+pub use eval::{ENGINE_VERSION, Event, EventError, Options, diagnose, diagnose_json, lint_budgets};
 pub use explain::Audience;
 pub use facts::{FactError, FactProvider, FactRequest};
 pub use load::Source;

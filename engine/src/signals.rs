@@ -61,7 +61,11 @@ impl LazySignal {
 
     fn finder(&self) -> Option<&Regex> {
         self.finder
-            .get_or_init(|| builder(WhichCaptures::Implicit).build(&self.alternation).ok())
+            .get_or_init(|| {
+                builder(WhichCaptures::Implicit)
+                    .build(&self.alternation)
+                    .ok()
+            })
             .as_ref()
     }
 }
@@ -271,10 +275,8 @@ impl SignalSet {
         let Some(re) = self.regexes.get(id).and_then(LazySignal::finder) else {
             return;
         };
-        let spans: Vec<(usize, usize)> = re
-            .find_iter(&*text)
-            .map(|m| (m.start(), m.end()))
-            .collect();
+        let spans: Vec<(usize, usize)> =
+            re.find_iter(&*text).map(|m| (m.start(), m.end())).collect();
         for (a, b) in spans {
             text[a..b].fill(b' ');
         }
@@ -362,7 +364,10 @@ pub(crate) mod tests {
         let set = build(&[("m", &["(scheduled|planned) maintenance", "exceeded"])]);
         let mut text = b"Jira is undergoing Scheduled Maintenance; quota exceeded".to_vec();
         set.blank_matches(0, &mut text);
-        assert_eq!(String::from_utf8(text).unwrap(), "Jira is undergoing                      ; quota         ");
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "Jira is undergoing                      ; quota         "
+        );
     }
 
     #[test]
@@ -375,10 +380,25 @@ pub(crate) mod tests {
             (&alts[2], "x42", "y42"),
         ] {
             let re = compile(&alt.text).unwrap();
-            assert!(re.is_match(yes.as_bytes()), "{} should match {yes}", alt.text);
-            assert!(!re.is_match(no.as_bytes()), "{} should not match {no}", alt.text);
+            assert!(
+                re.is_match(yes.as_bytes()),
+                "{} should match {yes}",
+                alt.text
+            );
+            assert!(
+                !re.is_match(no.as_bytes()),
+                "{} should not match {no}",
+                alt.text
+            );
         }
-        assert!(alts[0].triggers.as_ref().unwrap().iter().any(|t| t.starts_with("bad cred")));
+        assert!(
+            alts[0]
+                .triggers
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|t| t.starts_with("bad cred"))
+        );
         assert_eq!(alternatives("(a|b)c").len(), 1);
     }
 }

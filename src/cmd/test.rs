@@ -22,6 +22,7 @@ use whyfail_engine::diag::{Diagnostic, Severity, closest, code};
 use whyfail_engine::load::{self, Source, Spanned};
 use whyfail_engine::model::playbook::{DispositionKind, Role};
 use whyfail_engine::model::resolution::{Confidence, NodeKind, Outcome, Resolution, Status};
+use whyfail_engine::sandbox::{SCRIPT_BUDGET, STOPPED};
 use whyfail_engine::{Event, Library, Options, diagnose};
 use whyfail_providers::FixtureProvider;
 
@@ -697,14 +698,18 @@ fn run_file(
         }
         match signal_examples::run(lib, name, ex) {
             None => {
-                let hint = closest(name, lib.signal_names())
-                    .map_or("signals are defined under `signals:` in a playbook".to_string(), |c| {
-                        format!("did you mean `{c}`?")
-                    });
+                let hint = closest(name, lib.signal_names()).map_or(
+                    "signals are defined under `signals:` in a playbook".to_string(),
+                    |c| format!("did you mean `{c}`?"),
+                );
                 unit.errors.push(
-                    Diagnostic::error(code::UNKNOWN_SIGNAL, &display, format!("unknown signal `{name}`"))
-                        .at_path(format!("signals.{name}"))
-                        .hint(hint),
+                    Diagnostic::error(
+                        code::UNKNOWN_SIGNAL,
+                        &display,
+                        format!("unknown signal `{name}`"),
+                    )
+                    .at_path(format!("signals.{name}"))
+                    .hint(hint),
                 );
             }
             Some(wrong) => {
@@ -713,7 +718,12 @@ fn run_file(
                         expect: if w.should_match { "match" } else { "miss" }.to_string(),
                         want: Value::String(w.text),
                         got: Value::String(
-                            if w.should_match { "no match" } else { "matched" }.to_string(),
+                            if w.should_match {
+                                "no match"
+                            } else {
+                                "matched"
+                            }
+                            .to_string(),
                         ),
                     });
                 }
@@ -802,7 +812,22 @@ fn run_test(
         }
     }
     unit.result = Some(summary(&res));
-    let (mismatches, interest) = compare(&tc.expect, &res);
+    let (mut mismatches, mut interest) = compare(&tc.expect, &res);
+    // A script stopped by its time budget is a playbook bug whatever the expectations say.
+    for step in &res.path {
+        if let Some(d) = step.detail.as_deref().filter(|d| d.starts_with(STOPPED)) {
+            mismatches.push(Mismatch {
+                expect: "every script to finish within its time budget".to_string(),
+                want: json!(format!(
+                    "`{}` done within {} ms",
+                    step.node,
+                    SCRIPT_BUDGET.as_millis()
+                )),
+                got: json!(format!("`{}` {d}", step.node)),
+            });
+            interest.push(step.node.clone());
+        }
+    }
     if !mismatches.is_empty() {
         let ctx = ReadCtx::new(&event, &facts);
         unit.decisions = decisions(lib, &res, &interest, &ctx);
@@ -1469,7 +1494,11 @@ impl Coverage {
         );
         for i in self.items.iter().filter(|i| !i.reached) {
             if let Some(lacks) = i.lacks {
-                let _ = writeln!(s, "  not exemplified: {}: signal `{}`: {lacks}", i.file, i.id);
+                let _ = writeln!(
+                    s,
+                    "  not exemplified: {}: signal `{}`: {lacks}",
+                    i.file, i.id
+                );
                 continue;
             }
             let _ = write!(s, "  not reached: {}: {} `{}`", i.file, i.kind, i.id);

@@ -39,7 +39,11 @@ pub fn infer(source: &str, needs: &[String]) -> Basis {
         match (c.get(1).map(|m| m.as_str()), field) {
             (Some("oauth"), _) => true,
             (Some("connection"), Some(f)) => !CONTEXT_FIELDS.contains(&f),
-            (None, _) => c.get(3).is_some() || c.get(4).is_some() || field.is_some_and(|f| !CONTEXT_FIELDS.contains(&f)),
+            (None, _) => {
+                c.get(3).is_some()
+                    || c.get(4).is_some()
+                    || field.is_some_and(|f| !CONTEXT_FIELDS.contains(&f))
+            }
             _ => false,
         }
     });
@@ -54,26 +58,53 @@ mod tests {
     fn inferred_from_what_the_script_reads() {
         let cases = [
             ("error?.status == 403", Basis::Status),
-            ("error?.status == 401 && phase == \"request\"", Basis::Status),
-            ("error?.status == 401 && connection?.auth_type == \"api_key\"", Basis::Status),
-            ("connection?.provider == \"github\" && error?.kind == \"http\"", Basis::Status),
-            ("ts(connection?.oauth?.access_token_expires_at) < now()", Basis::State),
+            (
+                "error?.status == 401 && phase == \"request\"",
+                Basis::Status,
+            ),
+            (
+                "error?.status == 401 && connection?.auth_type == \"api_key\"",
+                Basis::Status,
+            ),
+            (
+                "connection?.provider == \"github\" && error?.kind == \"http\"",
+                Basis::Status,
+            ),
+            (
+                "ts(connection?.oauth?.access_token_expires_at) < now()",
+                Basis::State,
+            ),
             ("oauth.has_refresh_token == false", Basis::State),
             ("history?.consecutive_failures > 3", Basis::State),
             ("secret(\"api_key\").trailing_whitespace", Basis::State),
             ("dig(connection, \"api_key.prefix\") == \"\"", Basis::State),
             ("signal(\"rate_limit\")", Basis::Provider),
-            ("error?.status == 403 && matches(text(), `quota`)", Basis::Provider),
-            ("lower(error?.code ?? \"\") == \"missing_scope\"", Basis::Provider),
+            (
+                "error?.status == 403 && matches(text(), `quota`)",
+                Basis::Provider,
+            ),
+            (
+                "lower(error?.code ?? \"\") == \"missing_scope\"",
+                Basis::Provider,
+            ),
             ("error.body.error == \"x\"", Basis::Provider),
-            ("header(\"x-ratelimit-remaining\") == \"0\"", Basis::Provider),
+            (
+                "header(\"x-ratelimit-remaining\") == \"0\"",
+                Basis::Provider,
+            ),
             ("dig(error, \"body.needed\") != ()", Basis::Provider),
-            ("signal(\"x\") && ts(connection?.oauth?.access_token_expires_at) < now()", Basis::Provider),
+            (
+                "signal(\"x\") && ts(connection?.oauth?.access_token_expires_at) < now()",
+                Basis::Provider,
+            ),
         ];
         for (src, want) in cases {
             assert_eq!(infer(src, &[]), want, "{src}");
         }
-        assert_eq!(infer("facts[\"whoami\"].authenticated", &["whoami".into()]), Basis::Live);
+        assert_eq!(
+            infer("facts[\"whoami\"].authenticated", &["whoami".into()]),
+            Basis::Live
+        );
     }
 
     #[test]

@@ -513,8 +513,16 @@ fn warn_generic_only(file: &str, raw: &RawPlaybook, nodes: &[Node], diags: &mut 
             continue;
         }
         let me = raw.steps.len() + i;
-        let required: Vec<&Check> = c.checks.iter().filter(|k| k.role == Role::Require).collect();
-        let support: Vec<&Check> = c.checks.iter().filter(|k| k.role == Role::Support).collect();
+        let required: Vec<&Check> = c
+            .checks
+            .iter()
+            .filter(|k| k.role == Role::Require)
+            .collect();
+        let support: Vec<&Check> = c
+            .checks
+            .iter()
+            .filter(|k| k.role == Role::Support)
+            .collect();
         let routes: Vec<&Check> = nodes
             .iter()
             .filter_map(|n| match n {

@@ -24,14 +24,14 @@ use crate::explain::{self, Audience};
 use crate::facts::FactProvider;
 use crate::model::playbook::DispositionKind;
 use crate::model::resolution::{
-    Action, Candidate, Confidence, Disposition, NodeKind, Outcome, PathStep, Resolution,
-    RootCause, Status, Symptom, TraceStep,
+    Action, Candidate, Confidence, Disposition, NodeKind, Outcome, PathStep, Resolution, RootCause,
+    Status, Symptom, TraceStep,
 };
 use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
 use crate::time;
 pub use event::{Event, EventError};
-use scrub::Scrubber;
 use rank::{Ranked, Walked};
+use scrub::Scrubber;
 use walk::{Value, Walker};
 
 /// The engine's version, stamped on every resolution.
@@ -67,8 +67,11 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         event.section("error"),
         event.secrets.clone(),
         lib.signals.clone(),
+        lib.patterns.clone(),
     ));
     let _guard = sandbox::install(helper.clone());
+    // However the playbooks behave, their scripts stop within this budget (see `sandbox`).
+    let _budget = sandbox::budget(sandbox::DIAGNOSIS_BUDGET);
 
     let facts = Dynamic::from_map(Map::new()).into_shared();
     let vars = event.scope_values(facts.clone(), now);
@@ -104,6 +107,87 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         }
     }
     finish(&mut w, event, lib, walked, opts.audience)
+}
+
+/// Runs every script of the library once, under the usual budgets, on an event with nothing
+/// in it (`{"error": {}}`), and reports each one that ran past its budget: a script that loops
+/// without reading the event runs past it on every event. `whyfail check` calls this. The
+/// whole run stops after `total`, with one warning saying which scripts were not run.
+pub fn lint_budgets(lib: &Library, total: std::time::Duration) -> Vec<crate::Diagnostic> {
+    use crate::diag::{Diagnostic, code};
+    let Ok(event) = Event::parse(r#"{"error":{}}"#) else {
+        return Vec::new();
+    };
+    let now = time::wall_clock();
+    let helper = Rc::new(HelperCtx::new(
+        now,
+        event.section("error"),
+        event.secrets.clone(),
+        lib.signals.clone(),
+        lib.patterns.clone(),
+    ));
+    let _guard = sandbox::install(helper.clone());
+    let _budget = sandbox::budget(total);
+    let facts = Dynamic::from_map(Map::new()).into_shared();
+    let vars = event.scope_values(facts.clone(), now);
+    let mut scope = Scope::new();
+    for (var, value) in SCOPE_VARS.iter().zip(&vars) {
+        scope.push_constant_dynamic(*var, value.clone());
+    }
+    let scrub = Scrubber::new(&event);
+    let mut fetched = Vec::new();
+    let mut w = Walker {
+        lib,
+        vars: &vars,
+        helper: &helper,
+        scope: &mut scope,
+        facts: &facts,
+        event: &event.root,
+        secrets: &event.secrets,
+        provider: None,
+        scrub: &scrub,
+        fetched: &mut fetched,
+        deadline: None,
+        trace: None,
+        playbook: "",
+        worlds: std::cell::OnceCell::new(),
+    };
+    let mut diags = Vec::new();
+    let scripts = lib.scripts();
+    for (n, script) in scripts.iter().enumerate() {
+        let Value::Failed(why) = w.run(script) else {
+            continue;
+        };
+        let at = &script.origin;
+        if why == sandbox::Overrun::Script.message() {
+            diags.push(
+                Diagnostic::warning(
+                    code::SCRIPT_BUDGET,
+                    &at.file,
+                    format!(
+                        "the script ran past its {} ms budget on an event with nothing in it; it would be stopped (an `error` outcome) on every event",
+                        sandbox::SCRIPT_BUDGET.as_millis()
+                    ),
+                )
+                .at_path(&at.yaml_path)
+                .at(at.line, at.column)
+                .hint("bound its loops by the event's data, not by a large constant"),
+            );
+        } else if why == sandbox::Overrun::Diagnosis.message() {
+            diags.push(Diagnostic::warning(
+                code::SCRIPT_BUDGET,
+                &at.file,
+                format!(
+                    "running each script once took more than {} ms in all; {} of {} scripts were not run",
+                    total.as_millis(),
+                    scripts.len() - n,
+                    scripts.len()
+                ),
+            ));
+            break;
+        }
+    }
+    diags
 }
 
 fn finish(
@@ -291,7 +375,11 @@ fn rank_trace(
         } else {
             rank::basis_words(v.basis).to_string()
         };
-        (walk.pb.id.clone(), id.to_string(), format!("{conf}, on {on}, priority {}", walk.pb.priority))
+        (
+            walk.pb.id.clone(),
+            id.to_string(),
+            format!("{conf}, on {on}, priority {}", walk.pb.priority),
+        )
     };
     let mut out = Vec::new();
     for (n, r) in ranked.iter().enumerate() {

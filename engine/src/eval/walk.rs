@@ -17,7 +17,7 @@ use crate::eval::worlds::{World, Worlds};
 use crate::facts::{FactProvider, FactRequest};
 use crate::model::playbook::{Basis, Role};
 use crate::model::resolution::{Confidence, NodeKind, Outcome, PathStep, TraceStep};
-use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
+use crate::sandbox::{self, HelperCtx, Overrun, SCOPE_VARS};
 
 /// A cause's verdict.
 #[derive(Debug, Clone)]
@@ -66,6 +66,9 @@ pub(crate) enum Value {
 impl Walker<'_> {
     /// Evaluates a compiled script in the event's scope.
     pub fn run(&mut self, script: &Script) -> Value {
+        if let Err(o) = sandbox::begin_script() {
+            return Value::Failed(o.message());
+        }
         if let Some(native) = &script.native {
             match native.eval(&NativeCtx {
                 vars: self.vars,
@@ -73,6 +76,7 @@ impl Walker<'_> {
             }) {
                 Ok(v) => return Value::Ok(v),
                 Err(Stop::Missing(why)) => return Value::Missing(why),
+                Err(Stop::Overrun(o)) => return Value::Failed(o.message()),
                 Err(Stop::Fallback) => {}
             }
         }
@@ -87,7 +91,10 @@ impl Walker<'_> {
             Err(e) if is_missing_data(&e) => {
                 Value::Missing(self.scrub.clean(&first_line(&e.to_string())))
             }
-            Err(e) => Value::Failed(self.scrub.clean(&first_line(&e.to_string()))),
+            Err(e) => match Overrun::of(&e) {
+                Some(o) => Value::Failed(o.message()),
+                None => Value::Failed(self.scrub.clean(&first_line(&e.to_string()))),
+            },
         }
     }
 
@@ -95,6 +102,9 @@ impl Walker<'_> {
     fn run_in(&self, script: &Script, world: &World) -> Value {
         // Helpers read the installed context, natively run or not.
         let _guard = sandbox::install(world.helper.clone());
+        if sandbox::begin_script().is_err() {
+            return Value::Failed(String::new());
+        }
         if let Some(native) = &script.native {
             match native.eval(&NativeCtx {
                 vars: &world.vars,
@@ -102,6 +112,7 @@ impl Walker<'_> {
             }) {
                 Ok(v) => return Value::Ok(v),
                 Err(Stop::Missing(why)) => return Value::Missing(why),
+                Err(Stop::Overrun(_)) => return Value::Failed(String::new()),
                 Err(Stop::Fallback) => {}
             }
         }
@@ -131,6 +142,7 @@ impl Walker<'_> {
                 self.vars,
                 self.helper.now,
                 self.helper.signals.clone(),
+                self.helper.patterns.clone(),
                 self.helper.secrets.clone(),
             )
         });
@@ -230,7 +242,11 @@ impl Walker<'_> {
                 None => Err("live checks are off".to_string()),
                 Some(p) => {
                     let req = self.request();
-                    p.fetch(need, &req).map_err(|e| self.scrub.clean(&e.reason))
+                    // Waiting for the network does not count against the scripts' budget.
+                    let t0 = std::time::Instant::now();
+                    let r = p.fetch(need, &req).map_err(|e| self.scrub.clean(&e.reason));
+                    sandbox::extend_diagnosis(t0.elapsed());
+                    r
                 }
             };
             match result {
@@ -408,7 +424,11 @@ fn outcome_of(v: &Value) -> Outcome {
         Value::Ok(d) => match d.as_bool() {
             Ok(true) => Outcome::Pass,
             Ok(false) => Outcome::Fail,
-            Err(_) => match d.read_lock::<rhai::ImmutableString>().as_deref().map(|s| s.as_str()) {
+            Err(_) => match d
+                .read_lock::<rhai::ImmutableString>()
+                .as_deref()
+                .map(|s| s.as_str())
+            {
                 Some("pass") => Outcome::Pass,
                 Some("fail") => Outcome::Fail,
                 _ => Outcome::Unknown,
@@ -559,13 +579,7 @@ impl Walker<'_> {
         }
     }
 
-    fn visit(
-        &mut self,
-        pb: &Playbook,
-        i: usize,
-        via: Option<(String, Basis)>,
-        st: &mut WalkState,
-    ) {
+    fn visit(&mut self, pb: &Playbook, i: usize, via: Option<(String, Basis)>, st: &mut WalkState) {
         if st.visited[i] {
             return;
         }

@@ -102,7 +102,19 @@ pub struct RawStep {
 /// What a check's evidence rests on. Specific evidence (the provider's own words, the
 /// connection's state, a live fact) outranks generic evidence (an HTTP status, a generic protocol
 /// code), across every playbook that applies: see "Ranking" in docs/playbooks.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, JsonSchema, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    JsonSchema,
+    serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {
     /// The HTTP status, the error kind or the phase alone.
