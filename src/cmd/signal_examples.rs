@@ -62,7 +62,11 @@ pub fn coverage(
     for def in lib.signal_defs().iter().filter(|d| files.contains(&d.file)) {
         let ex = examples.get(&def.name).cloned().unwrap_or_default();
         let misses: Vec<String> = ex.miss.iter().map(|m| m.to_ascii_lowercase()).collect();
-        for alt in def.patterns.iter().flat_map(|p| signals::alternatives(&p.text)) {
+        for alt in def
+            .patterns
+            .iter()
+            .flat_map(|p| signals::alternatives(&p.text))
+        {
             let matched = signals::compile(&alt.text)
                 .is_some_and(|re| ex.matches.iter().any(|t| re.is_match(t.as_bytes())));
             out.push(Alternative {
