@@ -345,6 +345,10 @@ impl HelperCtx {
                     s.push_str(&h);
                 }
             }
+            // Each part is capped already (see `event`), their sum may not be.
+            if s.len() > MAX_STRING_SIZE {
+                s = crate::eval::event::cap(&s);
+            }
             s.into()
         })
     }

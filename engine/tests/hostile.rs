@@ -186,3 +186,35 @@ fn lint_budgets_names_a_script_that_runs_away_on_an_empty_event() {
         + 1;
     assert_eq!(d.line, Some(line as u64), "{d}");
 }
+
+#[test]
+fn an_error_text_over_the_string_limit_is_read_capped() {
+    let l = lib(r#"
+id: long_text
+title: Long error text
+applies_when: "true"
+causes:
+  - id: read
+    title: Read it
+    fallback: true
+    checks:
+      - id: whole_text
+        expr: text().contains("word word") && !text().contains("the end")
+      - id: message
+        expr: error.message.ends_with("[truncated]") && error.message.len() <= 65536
+      - id: signal_text
+        expr: matches(text(), "^word")
+    actions: [fix]
+actions:
+  - id: fix
+    title: Fix it
+    actor: user
+"#);
+    let long = format!("{} the end", "word ".repeat(20_000));
+    let event = json!({"error": {"status": 500, "message": long, "body": long}});
+    let res = diagnose_json(&l, &event.to_string(), &Options::default()).expect("event");
+    for check in ["whole_text", "message", "signal_text"] {
+        let (outcome, why) = detail(&res, check);
+        assert_eq!(outcome, Outcome::Pass, "{check}: {why}");
+    }
+}
