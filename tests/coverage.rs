@@ -233,6 +233,83 @@ const SEED_SYMPTOMS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
+/// Providers and HTTP-client families issue 11 names: each needs at least three cases (a
+/// confirming one, a differently worded one, a near miss). Atlassian counts Jira, Confluence and
+/// Bitbucket; GraphQL APIs count Linear's and the generic `graphql` folder.
+const PROVIDERS: &[&[&str]] = &[
+    &["salesforce"],
+    &["hubspot"],
+    &["shopify"],
+    &["notion"],
+    &["zendesk"],
+    &["atlassian", "jira"],
+    &["confluence"],
+    &["bitbucket"],
+    &["dropbox"],
+    &["box"],
+    &["stripe"],
+    &["twilio"],
+    &["airtable"],
+    &["mailchimp"],
+    &["sendgrid"],
+    &["aws"],
+    &["microsoft_identity"],
+    &["okta"],
+    &["auth0"],
+    &["keycloak"],
+    &["gitlab"],
+    &["linear"],
+    &["graphql", "linear"],
+    &["asana"],
+    &["monday"],
+    &["intercom"],
+    &["zoom"],
+    &["quickbooks"],
+    &["xero"],
+    &["docusign"],
+    &["pagerduty"],
+];
+const CLIENTS: &[&[&str]] = &[
+    &["curl"],
+    &["python_requests"],
+    &["python_httpx"],
+    &["python_aiohttp"],
+    &["node_fetch"],
+    &["node_axios"],
+    &["java_httpclient"],
+    &["java_okhttp"],
+    &["java_apache"],
+    &["go_nethttp"],
+    &["dotnet_httpclient"],
+    &["php_guzzle"],
+    &["ruby_nethttp", "ruby_faraday"],
+    &["rust_reqwest"],
+];
+
+/// Cases per provider (the folder under `providers/`, else the event's `connection.provider`)
+/// and per client family (the folder under `clients/`).
+fn families(files: &[PathBuf], root: &Path) -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
+    let (mut providers, mut clients) = (BTreeMap::new(), BTreeMap::new());
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap_or(f);
+        let parts: Vec<&str> = rel.iter().filter_map(|p| p.to_str()).collect();
+        match parts.as_slice() {
+            ["providers", p, ..] => *providers.entry(p.to_string()).or_default() += 1,
+            ["clients", c, ..] => *clients.entry(c.to_string()).or_default() += 1,
+            _ => {
+                let case: Value =
+                    serde_json::from_str(&std::fs::read_to_string(f).expect("read")).expect("json");
+                if let Some(p) = case["event"]["connection"]["provider"].as_str()
+                    && p != "generic"
+                {
+                    *providers.entry(p.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    (providers, clients)
+}
+
 fn ids(v: &Value, key: &str) -> Vec<String> {
     v["expect"][key]
         .as_array()
@@ -372,6 +449,38 @@ fn generate() -> (String, Vec<String>) {
             "\nCauses beyond the standard list: {}.",
             list.join(", ")
         );
+    }
+    let (providers, clients) = families(&files, &root.join("tests/cases"));
+    for (what, named, counted) in [
+        ("provider", PROVIDERS, &providers),
+        ("client family", CLIENTS, &clients),
+    ] {
+        for group in named {
+            let n: usize = group
+                .iter()
+                .map(|g| counted.get(*g).copied().unwrap_or(0))
+                .sum();
+            if n < 3 {
+                problems.push(format!(
+                    "{what} `{}` has {n} cases; it needs at least 3",
+                    group.join("/")
+                ));
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n## Providers\n\nCases per provider: the folder under `tests/cases/providers/`, else the event's\n`connection.provider`. Each case names the source of its wording.\n\n| provider | cases |\n|---|---|"
+    );
+    for (p, n) in &providers {
+        let _ = writeln!(md, "| `{p}` | {n} |");
+    }
+    let _ = writeln!(
+        md,
+        "\n## HTTP-client families\n\nNetwork and TLS failures as each client prints them (`tests/cases/clients/`).\n\n| client | cases |\n|---|---|"
+    );
+    for (c, n) in &clients {
+        let _ = writeln!(md, "| `{c}` | {n} |");
     }
     let _ = writeln!(
         md,

@@ -51,6 +51,7 @@ pub mod sandbox;
 pub mod schema;
 pub mod signals;
 pub mod time;
+pub mod wait;
 mod yaml_path;
 
 pub use compile::Library;

@@ -301,6 +301,7 @@ pub(crate) struct HelperCtx {
     /// 2 match.
     hits: RefCell<Vec<u8>>,
     haystack: OnceCell<ImmutableString>,
+    retry_hint: OnceCell<Option<INT>>,
 }
 
 impl HelperCtx {
@@ -319,6 +320,7 @@ impl HelperCtx {
             patterns,
             hits: RefCell::new(Vec::new()),
             haystack: OnceCell::new(),
+            retry_hint: OnceCell::new(),
         }
     }
 
@@ -595,48 +597,12 @@ fn get_path(root: &Dynamic, path: &str) -> Dynamic {
     walk(root, path.split('.').filter(|s| !s.is_empty()))
 }
 
-/// Seconds to wait, from whatever the response says: `Retry-After` (seconds or HTTP date),
-/// the IETF `RateLimit` header's `t=`, `x-ratelimit-reset` (epoch seconds as GitHub sends it,
-/// ISO 8601 as Jira does, or a delta), or a Google-style `retryDelay` in the body.
+/// Seconds to wait, from whatever the response says (see `wait`), worked out once per event.
 fn retry_hint(c: &HelperCtx) -> Option<INT> {
-    let now = c.now;
-    let err = c.error.read_lock::<Map>()?;
-    let headers = err.get("headers");
-    let h = |name: &str| headers.and_then(|hs| header_in(hs, name));
-    if let Some(v) = h("retry-after").and_then(|v| time::retry_after(&v, now)) {
-        return Some(v);
-    }
-    if let Some(t) = h("ratelimit").and_then(|v| {
-        v.split([';', ',']).find_map(|p| {
-            p.trim()
-                .strip_prefix("t=")
-                .and_then(|n| n.trim().parse::<INT>().ok())
-        })
-    }) {
-        return Some(t.max(0));
-    }
-    for name in ["x-ratelimit-reset", "ratelimit-reset", "x-rate-limit-reset"] {
-        if let Some(v) = h(name) {
-            let v = v.trim();
-            // Small numbers are deltas; epoch values are far larger.
-            if let Ok(n) = v.parse::<i64>()
-                && n < 1_000_000_000
-            {
-                return Some(n.max(0));
-            }
-            if let Some(s) = time::reset_in(v, now) {
-                return Some(s);
-            }
-        }
-    }
-    let body = err.get("body")?;
-    let text = serde_json::to_string(body).ok()?;
-    let i = text.find("\"retryDelay\"")?;
-    let rest = &text[i + 12..];
-    let start = rest.find('"')? + 1;
-    let end = start + rest[start..].find('"')?;
-    let delay = rest[start..end].trim_end_matches('s').parse::<f64>().ok()?;
-    Some(delay.ceil() as INT)
+    *c.retry_hint.get_or_init(|| {
+        let err = c.error.read_lock::<Map>()?;
+        crate::wait::retry_hint(&err, c.haystack(), c.now)
+    })
 }
 
 /// The most readable message the service gave: the first non-blank of the usual body fields
@@ -955,6 +921,10 @@ pub(crate) fn native_helper(name: &str, arity: usize) -> Option<NativeHelper> {
         ("seconds_until", 1) => |a| Some(opt(time::parse_dynamic(&a[0]).map(|t| t - now()))),
         ("now", 0) => |_| Some(now().into()),
         ("retry_hint", 0) => |_| Some(opt(with_ctx(retry_hint).flatten())),
+        ("reset_hint", 0) => |_| {
+            Some(opt(with_ctx(|c| crate::wait::reset_hint(c.haystack(), c.now)).flatten()))
+        },
+        ("midnight_in", 1) => |a| Some(opt(crate::wait::midnight_in(&str_arg(&a[0])?, now()))),
         ("message", 0) => |_| Some(with_ctx(best_message).unwrap_or_default().into()),
         ("url", 1) => |a| Some(parse_url(&a[0])),
         ("is_private_host", 1) => |a| Some(is_private_host(&str_arg(&a[0])?).into()),
@@ -1144,6 +1114,16 @@ fn register_helpers(e: &mut Engine) {
     FuncRegistration::new("retry_hint")
         .with_volatility(true)
         .register_into_engine(e, || -> Dynamic { opt(with_ctx(retry_hint).flatten()) });
+    FuncRegistration::new("reset_hint")
+        .with_volatility(true)
+        .register_into_engine(e, || -> Dynamic {
+            opt(with_ctx(|c| crate::wait::reset_hint(c.haystack(), c.now)).flatten())
+        });
+    FuncRegistration::new("midnight_in")
+        .with_volatility(true)
+        .register_into_engine(e, |zone: &str| -> Dynamic {
+            opt(crate::wait::midnight_in(zone, now()))
+        });
     e.register_fn("backoff", |failures: Dynamic| -> INT {
         // 60 s, doubling with each consecutive failure, capped at an hour.
         let n = failures.as_int().unwrap_or(1).clamp(1, 7) as u32;

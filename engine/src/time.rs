@@ -10,12 +10,53 @@ pub fn wall_clock() -> i64 {
     Timestamp::now().as_second()
 }
 
-/// Parses a timestamp in any supported shape into epoch seconds.
+/// Parses a timestamp in any supported shape into epoch seconds, in any letter case
+/// (`2026-11-23t10:00:00z`, `SUN, 06 DEC 2026 00:00:00 GMT`).
 pub fn parse(s: &str) -> Option<i64> {
     let s = s.trim();
     if s.is_empty() {
         return None;
     }
+    parse_exact(s).or_else(|| {
+        let fixed = canonical_case(s);
+        (fixed != s).then(|| parse_exact(&fixed)).flatten()
+    })
+}
+
+/// Upper-cases the ISO letters and zone names and title-cases English month and day names,
+/// the case the parsers below expect.
+fn canonical_case(s: &str) -> String {
+    const NAMES: &[&str] = &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec", "mon",
+        "tue", "wed", "thu", "fri", "sat", "sun",
+    ];
+    let upper = s.to_ascii_uppercase();
+    let mut out = String::with_capacity(upper.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let lower = word.to_ascii_lowercase();
+        if lower.len() >= 3 && NAMES.contains(&&lower[..3]) {
+            out.push_str(&word[..1]);
+            out.push_str(&lower[1..]);
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for ch in upper.chars() {
+        if ch.is_ascii_alphabetic() {
+            word.push(ch);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut word, &mut out);
+    // ISO separators stay upper-case: "2026-11-23T10:00:00Z".
+    out
+}
+
+fn parse_exact(s: &str) -> Option<i64> {
     if let Ok(n) = s.parse::<i64>() {
         return Some(epoch(n));
     }
@@ -107,6 +148,21 @@ mod tests {
         assert_eq!(parse("1795428000"), Some(NOW));
         assert_eq!(parse("1795428000000"), Some(NOW));
         assert_eq!(parse("soon"), None);
+    }
+
+    #[test]
+    fn letter_case_does_not_matter() {
+        for (a, b) in [
+            ("2026-11-23t10:00:00z", "2026-11-23T10:00:00Z"),
+            (
+                "SUN, 06 DEC 2026 00:00:00 GMT",
+                "Sun, 06 Dec 2026 00:00:00 GMT",
+            ),
+            ("06 dec 2026 00:00:00 +0000", "06 Dec 2026 00:00:00 +0000"),
+        ] {
+            assert_eq!(parse(a), parse(b), "{a}");
+            assert!(parse(a).is_some(), "{a}");
+        }
     }
 
     #[test]

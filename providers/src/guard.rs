@@ -70,11 +70,21 @@ impl Guard {
             .await
             .map_err(|e| Refused(format!("cannot resolve `{host}`: {e}")))?
             .collect();
+        self.check_resolved(&host, addrs)
+    }
+
+    /// Checks what `host` resolved to: every address, since a client may connect to any of
+    /// them; one non-public address refuses them all.
+    pub fn check_resolved(
+        &self,
+        host: &str,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, Refused> {
         if addrs.is_empty() {
             return Err(Refused(format!("`{host}` has no addresses")));
         }
         for a in &addrs {
-            self.check_addr(&host, a.ip())?;
+            self.check_addr(host, a.ip())?;
         }
         Ok(addrs)
     }
@@ -167,6 +177,43 @@ mod tests {
         ] {
             assert!(!refused(ip), "{ip} is public");
         }
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter()
+            .map(|a| SocketAddr::new(a.parse().unwrap(), 443))
+            .collect()
+    }
+
+    /// A name that resolves to a MIXED set (public and private) is refused whatever the order:
+    /// a client may connect to any of the addresses, so checking the first is not enough.
+    #[test]
+    fn a_mixed_resolved_set_is_refused_in_any_order() {
+        let g = Guard::new(Vec::<String>::new());
+        for set in [
+            ["140.82.112.6", "10.0.0.5"],
+            ["10.0.0.5", "140.82.112.6"],
+            ["140.82.112.6", "169.254.169.254"],
+            ["2606:4700::1111", "::ffff:127.0.0.1"],
+            ["140.82.112.6", "fd00:ec2::254"],
+        ] {
+            let e = g
+                .check_resolved("api.example.com", addrs(&set))
+                .expect_err(&format!("{set:?} must be refused"));
+            assert!(e.0.contains("api.example.com"), "{e}");
+        }
+        let mut three = addrs(&["140.82.112.6", "140.82.112.7", "127.0.0.1"]);
+        assert!(g.check_resolved("h", three.clone()).is_err());
+        three.pop();
+        assert_eq!(g.check_resolved("h", three.clone()), Ok(three));
+        assert!(g.check_resolved("h", Vec::new()).is_err());
+        // --allow-host names the host, so all its addresses are accepted.
+        let allowed = Guard::new(["api.example.com"]);
+        assert!(
+            allowed
+                .check_resolved("api.example.com", addrs(&["140.82.112.6", "10.0.0.5"]))
+                .is_ok()
+        );
     }
 
     #[tokio::test]

@@ -25,7 +25,8 @@ pub struct Args {
     /// Directory (or file) of playbooks over the built-in library; repeatable; watched for changes.
     #[arg(long = "playbooks", value_name = "DIR")]
     playbooks: Vec<PathBuf>,
-    /// File holding the bearer token (else the WHYFAIL_TOKEN environment variable).
+    /// File holding the bearer token (else the WHYFAIL_TOKEN environment variable); read again
+    /// on SIGHUP.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// No live checks: decide from the event alone.
@@ -46,6 +47,17 @@ pub struct Args {
     /// Upper bound for answering one request, in milliseconds (504 beyond).
     #[arg(long, value_name = "MS", default_value_t = defaults::REQUEST_TIMEOUT.as_millis() as u64)]
     request_timeout: u64,
+    /// Time a connection has to send a complete request head, in milliseconds: from when it is
+    /// accepted, and from the first byte of each later request (closed beyond).
+    #[arg(long, value_name = "MS", default_value_t = defaults::HEADER_TIMEOUT.as_millis() as u64)]
+    header_timeout: u64,
+    /// Time a kept-alive connection may stay without a request, in milliseconds (closed beyond).
+    #[arg(long, value_name = "MS", default_value_t = defaults::IDLE_TIMEOUT.as_millis() as u64)]
+    idle_timeout: u64,
+    /// Most client connections open at once; at the cap a new one closes the oldest idle one.
+    /// Default: the open-files limit less a tenth (at least 128) kept for everything else.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Do not watch the playbook directories (reload on SIGHUP only).
     #[arg(long)]
     no_watch: bool,
@@ -62,20 +74,15 @@ fn listen_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 fn token(args: &Args) -> Result<Option<Token>, String> {
-    let (text, from) = match &args.token_file {
-        Some(path) => (
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --token-file `{}`: {e}", path.display()))?,
-            format!("--token-file `{}`", path.display()),
-        ),
-        None => match std::env::var("WHYFAIL_TOKEN") {
-            Ok(t) => (t, "WHYFAIL_TOKEN".to_string()),
-            Err(_) => return Ok(None),
-        },
-    };
-    Token::new(&text)
-        .map(Some)
-        .ok_or_else(|| format!("the token in {from} is empty"))
+    if let Some(path) = &args.token_file {
+        return Token::from_file(path).map(Some);
+    }
+    match std::env::var("WHYFAIL_TOKEN") {
+        Ok(t) => Token::new(&t)
+            .map(Some)
+            .ok_or_else(|| "the token in WHYFAIL_TOKEN is empty".to_string()),
+        Err(_) => Ok(None),
+    }
 }
 
 fn init_logging() {
@@ -142,12 +149,18 @@ pub fn run(args: Args) -> u8 {
     let mut config = Config::new(listen);
     config.playbooks = args.playbooks.clone();
     config.token = token;
+    config.token_file = args.token_file.clone();
     config.offline = args.offline;
     config.allow_hosts = args.allow_host.clone();
     config.deadline = Duration::from_millis(args.deadline);
     config.max_body = args.max_body;
     config.concurrency = args.concurrency;
     config.request_timeout = Duration::from_millis(args.request_timeout);
+    config.connections.header_timeout = Duration::from_millis(args.header_timeout);
+    config.connections.idle_timeout = Duration::from_millis(args.idle_timeout);
+    if let Some(n) = args.max_connections {
+        config.connections.max_connections = n;
+    }
     config.watch = !args.no_watch;
     config.sighup = true;
 

@@ -2,7 +2,8 @@
 //!
 //! The token is kept only as its SHA-256 digest, and a presented token is hashed and compared
 //! in constant time: comparing digests of equal length means neither the content nor the
-//! length of the real token leaks through timing. The token is never logged.
+//! length of the real token leaks through timing. The token is never logged. A token read from
+//! `--token-file` is read again on SIGHUP (see `reload`), so it can be rotated without a restart.
 
 use std::sync::Arc;
 
@@ -38,6 +39,15 @@ impl Token {
         })
     }
 
+    /// The token in a file (`--token-file`). The error says which file and why, never the
+    /// content.
+    pub fn from_file(path: &std::path::Path) -> Result<Token, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --token-file `{}`: {e}", path.display()))?;
+        Token::new(&text)
+            .ok_or_else(|| format!("the token in --token-file `{}` is empty", path.display()))
+    }
+
     /// Constant-time check of a presented token.
     pub fn matches(&self, presented: &[u8]) -> bool {
         let d: [u8; 32] = Sha256::digest(presented).into();
@@ -61,7 +71,9 @@ pub(crate) async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = &state.token else {
+    // Cloned out so the lock is not held across the request (the token file may be re-read
+    // on SIGHUP meanwhile).
+    let Some(token) = state.token() else {
         return next.run(req).await;
     };
     match bearer(&req) {

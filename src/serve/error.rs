@@ -23,6 +23,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Map<String, Value>,
+    /// Seconds for a `Retry-After` header (503s).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -32,7 +34,14 @@ impl ApiError {
             code,
             message: message.into(),
             details: Map::new(),
+            retry_after: None,
         }
+    }
+
+    /// Asks the client to wait this many seconds before retrying (`Retry-After`).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds a detail field to the error object (`line`, `column`, `field`, ...).
@@ -55,6 +64,7 @@ impl ApiError {
             "not_ready",
             "no valid playbook set is loaded yet; see GET /v1/status for the diagnostics",
         )
+        .retry_after(5)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -94,7 +104,12 @@ impl ApiError {
             s if s.is_client_error() => ("bad_request", "the request was refused"),
             _ => ("internal", "the server failed to answer this request"),
         };
-        Self::new(status, code, message)
+        let e = Self::new(status, code, message);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            e.retry_after(super::work::RETRY_AFTER_SECS)
+        } else {
+            e
+        }
     }
 
     /// Body extraction failures: the size limit is 413, anything else is a broken upload.
@@ -182,6 +197,10 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"whyfail\""),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res.extensions_mut().insert(ErrorCode(self.code));
         res

@@ -15,10 +15,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use tokio::sync::Semaphore;
 use whyfail_engine::Resolution;
 use whyfail_engine::model::resolution::Status;
 use whyfail_providers::live::Stats;
+
+use super::conn::Registry as Connections;
+use super::work::Slots;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -65,22 +67,61 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 struct Gauges {
     probes: Option<Arc<Stats>>,
-    slots: Arc<Semaphore>,
-    concurrency: usize,
+    slots: Arc<Slots>,
+    connections: Arc<Connections>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 impl Collector for Gauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let in_use = self
-            .concurrency
-            .saturating_sub(self.slots.available_permits());
-        let g = ConstGauge::new(in_use as i64);
+        let g = ConstGauge::new(self.slots.in_use() as i64);
         g.encode(encoder.encode_descriptor(
             "diagnoses_in_flight",
-            "Diagnosis requests being served now (at most --concurrency)",
+            "Diagnosis slots taken now (at most --concurrency); a slot is held until its work has stopped",
             None,
             g.metric_type(),
         )?)?;
+        let g = ConstGauge::new(self.slots.running.load(Ordering::Relaxed));
+        g.encode(encoder.encode_descriptor(
+            "diagnoses_running",
+            "Diagnoses running now on the blocking pool, including those whose request has ended",
+            None,
+            g.metric_type(),
+        )?)?;
+        let c = ConstCounter::new(self.slots.cancelled.load(Ordering::Relaxed));
+        c.encode(encoder.encode_descriptor(
+            "diagnoses_cancelled",
+            "Diagnoses stopped early because their request timed out or its client went away",
+            None,
+            c.metric_type(),
+        )?)?;
+        let g = ConstGauge::new(self.connections.open() as i64);
+        g.encode(encoder.encode_descriptor(
+            "connections_open",
+            "Client connections open now (at most --max-connections)",
+            None,
+            g.metric_type(),
+        )?)?;
+        let closed = &self.connections.closed;
+        let mut family = encoder.encode_descriptor(
+            "connections_closed",
+            "Connections the server closed: header_timeout, idle_timeout, evicted (oldest idle one, to make room at --max-connections), refused (at the cap with every connection busy)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (reason, n) in [
+            ("header_timeout", &closed.header_timeout),
+            ("idle_timeout", &closed.idle_timeout),
+            ("evicted", &closed.evicted),
+            ("refused", &closed.refused),
+        ] {
+            let c = ConstCounter::new(n.load(Ordering::Relaxed));
+            c.encode(family.encode_family(&ReasonLabels { reason })?)?;
+        }
         let Some(stats) = &self.probes else {
             return Ok(());
         };
@@ -118,7 +159,11 @@ impl Collector for Gauges {
 }
 
 impl Metrics {
-    pub fn new(probes: Option<Arc<Stats>>, slots: Arc<Semaphore>, concurrency: usize) -> Self {
+    pub fn new(
+        probes: Option<Arc<Stats>>,
+        slots: Arc<Slots>,
+        connections: Arc<Connections>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("whyfail");
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
@@ -148,7 +193,7 @@ impl Metrics {
         registry.register_collector(Box::new(Gauges {
             probes,
             slots,
-            concurrency,
+            connections,
         }));
         Metrics {
             registry,

@@ -17,6 +17,7 @@
 //! shutdown future resolves. Tests run it in-process on `127.0.0.1:0`.
 
 pub mod auth;
+pub mod conn;
 pub mod error;
 pub mod graph;
 mod metrics;
@@ -25,6 +26,7 @@ pub mod openapi;
 mod panel;
 pub mod reload;
 pub mod routes;
+mod work;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,7 +36,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use whyfail_providers::{LiveConfig, LiveProvider};
 
 pub use auth::Token;
@@ -51,6 +53,8 @@ pub mod defaults {
     pub const DEADLINE: Duration = Duration::from_millis(3000);
     pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(10_000);
     pub const DEBOUNCE: Duration = Duration::from_millis(200);
+    pub const HEADER_TIMEOUT: Duration = Duration::from_millis(10_000);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_millis(30_000);
 }
 
 /// How to run the service.
@@ -61,6 +65,8 @@ pub struct Config {
     pub playbooks: Vec<PathBuf>,
     /// Required unless `listen` is a loopback address.
     pub token: Option<Token>,
+    /// Where `token` came from, read again on SIGHUP (a bad or empty file keeps the old token).
+    pub token_file: Option<PathBuf>,
     /// No live checks: decide from the event alone.
     pub offline: bool,
     /// Hosts live checks may reach even if private (`--allow-host`).
@@ -73,6 +79,8 @@ pub struct Config {
     pub concurrency: usize,
     /// Upper bound for answering one request (504 after that).
     pub request_timeout: Duration,
+    /// Header timeout, idle timeout and connection cap (see [`conn`]).
+    pub connections: conn::Limits,
     /// Reload when a `--playbooks` path changes.
     pub watch: bool,
     /// Reload on SIGHUP (the binary; in-process tests leave it off).
@@ -87,12 +95,18 @@ impl Config {
             listen,
             playbooks: Vec::new(),
             token: None,
+            token_file: None,
             offline: false,
             allow_hosts: Vec::new(),
             deadline: defaults::DEADLINE,
             max_body: defaults::MAX_BODY,
             concurrency: defaults::CONCURRENCY,
             request_timeout: defaults::REQUEST_TIMEOUT,
+            connections: conn::Limits {
+                header_timeout: defaults::HEADER_TIMEOUT,
+                idle_timeout: defaults::IDLE_TIMEOUT,
+                max_connections: conn::default_max_connections(),
+            },
             watch: true,
             sighup: false,
             debounce: defaults::DEBOUNCE,
@@ -134,8 +148,11 @@ pub(crate) struct ServerState {
     log: Mutex<reload::Log>,
     reload_lock: tokio::sync::Mutex<()>,
     pub(crate) metrics: Metrics,
+    pub(crate) slots: Arc<work::Slots>,
+    pub(crate) connections: Arc<conn::Registry>,
     pub(crate) live: Option<Arc<LiveProvider>>,
-    pub(crate) token: Option<Token>,
+    token: RwLock<Option<Token>>,
+    pub(crate) token_file: Option<PathBuf>,
     pub(crate) deadline: Duration,
     pub(crate) playbook_dirs: Vec<PathBuf>,
     pub(crate) started_at: jiff::Timestamp,
@@ -156,6 +173,32 @@ impl ServerState {
         *self.library.write().unwrap_or_else(PoisonError::into_inner) = Some(loaded);
     }
 
+    /// The token requests must present, if any.
+    pub(crate) fn token(&self) -> Option<Token> {
+        self.token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reads `--token-file` again (on SIGHUP). A file that cannot be read or is empty keeps
+    /// the token in use: a half-written rotation must not lock every client out, nor let
+    /// everyone in.
+    pub(crate) fn reread_token(&self) {
+        let Some(path) = &self.token_file else {
+            return;
+        };
+        match Token::from_file(path) {
+            Ok(t) => {
+                *self.token.write().unwrap_or_else(PoisonError::into_inner) = Some(t);
+                tracing::info!(target: "whyfail::serve", file = %path.display(), "token file read again");
+            }
+            Err(e) => {
+                tracing::warn!(target: "whyfail::serve", error = %e, "token file not usable; the previous token stays in force");
+            }
+        }
+    }
+
     pub(crate) fn lock_log(&self) -> MutexGuard<'_, reload::Log> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -165,6 +208,7 @@ impl ServerState {
 pub struct Server {
     listener: TcpListener,
     app: Router,
+    limits: conn::Limits,
     state: Arc<ServerState>,
     reload_rx: mpsc::Receiver<()>,
     // Kept so the reload channel stays open (and SIGHUP works) even without a watcher.
@@ -181,6 +225,15 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         if config.token.is_none() && !config.listen.ip().is_loopback() {
             return Err(StartError::NoToken(config.listen));
+        }
+        let limits = &config.connections;
+        if limits.max_connections == 0
+            || limits.header_timeout.is_zero()
+            || limits.idle_timeout.is_zero()
+        {
+            return Err(StartError::Config(
+                "--max-connections, --header-timeout and --idle-timeout must be at least 1".into(),
+            ));
         }
         if config.concurrency == 0 {
             return Err(StartError::Config(
@@ -202,19 +255,23 @@ impl Server {
                 tokio::runtime::Handle::current(),
             ))
         });
-        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let slots = Arc::new(work::Slots::new(config.concurrency, config.request_timeout));
+        let connections = Arc::new(conn::Registry::new());
         let metrics = Metrics::new(
             live.as_ref().map(|l| l.stats.clone()),
             slots.clone(),
-            config.concurrency,
+            connections.clone(),
         );
         let state = Arc::new(ServerState {
             library: RwLock::new(None),
             log: Mutex::default(),
             reload_lock: tokio::sync::Mutex::new(()),
             metrics,
+            slots,
+            connections,
             live,
-            token: config.token.clone(),
+            token: RwLock::new(config.token.clone()),
+            token_file: config.token_file.clone(),
             deadline: config.deadline,
             playbook_dirs: config.playbooks.clone(),
             started_at: jiff::Timestamp::now(),
@@ -231,13 +288,14 @@ impl Server {
         } else {
             None
         };
-        let app = routes::router(state.clone(), &config, slots);
+        let app = routes::router(state.clone(), &config);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError::Bind(config.listen, e))?;
         Ok(Server {
             listener,
             app,
+            limits: config.connections,
             state,
             reload_rx: rx,
             _reload_tx: tx,
@@ -275,9 +333,14 @@ impl Server {
             self.reload_rx,
             self.hup,
         ));
-        let result = axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = conn::serve(
+            self.listener,
+            self.app,
+            self.limits,
+            self.state.connections.clone(),
+            shutdown,
+        )
+        .await;
         reloader.abort();
         drop(self.watcher);
         result

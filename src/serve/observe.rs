@@ -4,7 +4,8 @@
 //!
 //! The log line holds method, route template, status, latency, request id, and the event id
 //! or batch size a handler reported. Never a body, a header value or a query string: those
-//! may carry tokens and connection secrets.
+//! may carry tokens and connection secrets. The event id is the client's text, so it is cut to
+//! [`MAX_LOGGED_ID`] characters (with a marker saying how much was left out).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -23,6 +24,20 @@ use super::error::{ApiError, ErrorCode};
 pub(crate) struct LogFields {
     pub event_id: Option<String>,
     pub items: Option<usize>,
+}
+
+/// Longest event id written to a log line, in characters.
+pub(crate) const MAX_LOGGED_ID: usize = 128;
+
+/// `id` as logged: whole up to [`MAX_LOGGED_ID`] characters, else its start and a marker.
+pub(crate) fn capped(id: &str) -> String {
+    match id.char_indices().nth(MAX_LOGGED_ID) {
+        None => id.to_string(),
+        Some((end, _)) => {
+            let rest = id[end..].chars().count();
+            format!("{}…[+{rest} chars]", &id[..end])
+        }
+    }
 }
 
 fn is_json(res: &Response) -> bool {
@@ -78,6 +93,7 @@ pub(crate) async fn observe(
         .get::<LogFields>()
         .cloned()
         .unwrap_or_default();
+    let event_id = fields.event_id.as_deref().map(capped);
     let error_code = res.extensions().get::<ErrorCode>().map(|c| c.0);
     // Microsecond precision is plenty and keeps the lines short.
     let latency_ms = (latency.as_secs_f64() * 1_000_000.0).round() / 1000.0;
@@ -85,14 +101,14 @@ pub(crate) async fn observe(
         tracing::warn!(
             target: "whyfail::http",
             method = %method, route, status, latency_ms, request_id,
-            event_id = fields.event_id, items = fields.items, error_code,
+            event_id, items = fields.items, error_code,
             "request"
         );
     } else {
         tracing::info!(
             target: "whyfail::http",
             method = %method, route, status, latency_ms, request_id,
-            event_id = fields.event_id, items = fields.items, error_code,
+            event_id, items = fields.items, error_code,
             "request"
         );
     }
@@ -108,4 +124,24 @@ pub(crate) fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Respons
         "the server failed while answering this request",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_event_ids_are_cut_with_a_marker() {
+        assert_eq!(capped("evt_1"), "evt_1");
+        let exact = "é".repeat(MAX_LOGGED_ID);
+        assert_eq!(capped(&exact), exact);
+        let long = format!("{}{}", "é".repeat(MAX_LOGGED_ID), "x".repeat(100_000));
+        let c = capped(&long);
+        assert!(c.starts_with(&exact), "{c}");
+        assert!(c.ends_with("…[+100000 chars]"), "{c}");
+        assert_eq!(
+            c.chars().count(),
+            MAX_LOGGED_ID + "…[+100000 chars]".chars().count()
+        );
+    }
 }

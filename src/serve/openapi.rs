@@ -47,19 +47,22 @@ pub fn document(routes: &[RouteDef]) -> Value {
             if r.limited
                 && let Some(resp) = o.get_mut("responses").and_then(Value::as_object_mut)
             {
-                resp.insert(
-                    "503".into(),
-                    error_response(
-                        "`overloaded`: every diagnosis slot is busy (--concurrency); or `not_ready`: no valid playbook set is loaded",
-                    ),
+                let mut unavailable = error_response(
+                    "`overloaded`: every diagnosis slot is busy (--concurrency), refused at once, not queued (`Retry-After: 1`); or `not_ready`: no valid playbook set is loaded (`Retry-After: 5`)",
                 );
+                if let Some(u) = unavailable.as_object_mut() {
+                    u.insert("headers".into(), retry_after_header());
+                }
+                resp.insert("503".into(), unavailable);
                 resp.insert(
                     "413".into(),
                     error_response("The body is larger than --max-body"),
                 );
                 resp.insert(
                     "504".into(),
-                    error_response("The request took longer than --request-timeout"),
+                    error_response(
+                        "`timeout`: the request took longer than --request-timeout; its diagnosis is stopped, and its slot is free again once it has",
+                    ),
                 );
             }
         }
@@ -126,6 +129,15 @@ pub fn document(routes: &[RouteDef]) -> Value {
                     }
                 }
             }
+        }
+    })
+}
+
+fn retry_after_header() -> Value {
+    json!({
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "schema": {"type": "integer", "minimum": 0}
         }
     })
 }

@@ -3,7 +3,7 @@
 //! built-in example events diagnosed offline by the set being served. No token is needed: the
 //! files are public and the examples carry no secrets.
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use whyfail_engine::{Event, Options};
@@ -12,6 +12,7 @@ use super::error::ApiError;
 use crate::render::{self, Format};
 
 use super::routes::AppState;
+use super::work::{self, Slot};
 
 const INDEX: &str = include_str!("../../panel/index.html");
 const SCRIPT: &str = include_str!("../../panel/whyfail-panel.js");
@@ -52,6 +53,7 @@ pub(crate) async fn script() -> Response {
 /// `GET /panel/examples/{name}.json`: an example event diagnosed now, offline.
 pub(crate) async fn example(
     State(state): State<AppState>,
+    slot: Option<Extension<Slot>>,
     Path(file): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = file.strip_suffix(".json").unwrap_or(&file).to_string();
@@ -70,11 +72,14 @@ pub(crate) async fn example(
         ));
     };
     let loaded = state.current().ok_or_else(ApiError::not_ready)?;
-    let res = tokio::task::spawn_blocking(move || {
-        Event::parse(text).map(|e| whyfail_engine::diagnose(&loaded.lib, &e, &Options::default()))
+    let res = work::run(&state, slot.map(|s| s.0), move |ctl| {
+        let opts = Options {
+            cancel: Some(ctl.flag()),
+            ..Options::default()
+        };
+        Event::parse(text).map(|e| whyfail_engine::diagnose(&loaded.lib, &e, &opts))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("the diagnosis crashed: {e}")))?
+    .await?
     .map_err(|e| ApiError::internal(format!("the example `{name}` is not an event: {e}")))?;
     Ok(asset_owned(render::render(&res, Format::Json, false)))
 }

@@ -329,6 +329,9 @@ pub(crate) async fn reloader(
             Some(()) => Trigger::Watch,
             None => return,
         };
+        if matches!(trigger, Trigger::Sighup) {
+            state.reread_token();
+        }
         reload(&state, trigger).await;
     }
 }

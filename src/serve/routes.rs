@@ -6,20 +6,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
-use tower::load_shed::error::Overloaded;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -31,6 +26,7 @@ use super::error::{ApiError, json_error};
 use super::graph::{self, GraphFormat};
 use super::observe::{self, LogFields};
 use super::openapi;
+use super::work::{self, Ctl, Slot};
 use super::{Config, ServerState};
 use crate::render::{self, Format};
 
@@ -147,22 +143,11 @@ pub fn served_routes() -> Vec<(Method, &'static str)> {
         .collect()
 }
 
-async fn shed(err: tower::BoxError) -> ApiError {
-    if err.is::<Overloaded>() {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "every diagnosis slot is busy (--concurrency); retry shortly",
-        )
-    } else {
-        ApiError::internal(format!("request failed: {err}"))
-    }
-}
-
 /// The router, with its layers. Outermost first: request id, the request log and metrics
 /// (so they see every status, 401/413/503 included), panics to 500, the timeout, the body
-/// limit; then per route the token check and, for diagnoses, the concurrency limit.
-pub(crate) fn router(state: AppState, config: &Config, slots: Arc<Semaphore>) -> Router {
+/// limit; then per route the token check and, for diagnoses, a concurrency slot
+/// ([`work::admit`]: 503 at once when none is free, instead of queueing).
+pub(crate) fn router(state: AppState, config: &Config) -> Router {
     let mut public = Router::new();
     let mut protected = Router::new();
     for def in definitions() {
@@ -170,14 +155,7 @@ pub(crate) fn router(state: AppState, config: &Config, slots: Arc<Semaphore>) ->
             continue;
         };
         if def.limited {
-            // LoadShed answers at once when the shared semaphore has no permit left,
-            // instead of letting requests queue for one.
-            mr = mr.layer(
-                ServiceBuilder::new()
-                    .layer(HandleErrorLayer::new(shed))
-                    .layer(LoadShedLayer::new())
-                    .layer(GlobalConcurrencyLimitLayer::with_semaphore(slots.clone())),
-            );
+            mr = mr.layer(from_fn_with_state(state.clone(), work::admit));
         }
         if def.auth {
             protected = protected.route(def.path, mr);
@@ -281,23 +259,27 @@ fn ask(
     Ok(Ask { audience, acts })
 }
 
-/// One event's diagnosis: what `whyfail diagnose` does for one input (blocking).
+/// One event's diagnosis: what `whyfail diagnose` does for one input (blocking). It stops
+/// early when `ctl` is cancelled, and waits for live facts no longer than the request may run.
 fn diagnose_one(
     lib: &Library,
     text: &str,
     ask: &Ask,
     live: Option<&LiveProvider>,
-    deadline: std::time::Duration,
+    ctl: &Ctl,
 ) -> Result<Resolution, ApiError> {
     let event = Event::parse(text).map_err(|e| ApiError::from_event(&e, text))?;
+    let deadline = ctl.facts_deadline();
     let opts = Options {
         audience: ask.audience,
         provider: live.map(|l| l as &dyn FactProvider),
         deadline: Some(deadline),
         trace: false,
+        cancel: Some(ctl.flag()),
     };
+    let acts: &[String] = if ctl.cancelled() { &[] } else { &ask.acts };
     Ok(crate::act::diagnose_and_act(
-        lib, &event, &opts, live, &ask.acts, deadline,
+        lib, &event, &opts, live, acts, deadline,
     ))
 }
 
@@ -312,6 +294,7 @@ fn utf8(bytes: &[u8]) -> Result<&str, ApiError> {
 
 async fn diagnose(
     State(state): State<AppState>,
+    slot: Option<Extension<Slot>>,
     query: Result<Query<DiagnoseQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -319,14 +302,13 @@ async fn diagnose(
     let body = body.map_err(ApiError::from_body)?;
     let loaded = state.current().ok_or_else(ApiError::not_ready)?;
     let st = state.clone();
-    let res = tokio::task::spawn_blocking(move || {
+    let res = work::run(&state, slot.map(|s| s.0), move |ctl| {
         let text = utf8(&body)?;
-        let res = diagnose_one(&loaded.lib, text, &ask, st.live.as_deref(), st.deadline)?;
+        let res = diagnose_one(&loaded.lib, text, &ask, st.live.as_deref(), ctl)?;
         st.metrics.diagnosis(&res);
         Ok::<_, ApiError>(res)
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("the diagnosis crashed: {e}")))??;
+    .await??;
     let mut out = json_response(StatusCode::OK, render::render(&res, Format::Json, true));
     out.extensions_mut().insert(LogFields {
         event_id: res.event_id.clone(),
@@ -360,11 +342,11 @@ fn item(
     st: &ServerState,
     lib: &Library,
     text: Result<&str, ApiError>,
-    ask: &Ask,
+    (ask, ctl): (&Ask, &Ctl),
     index: usize,
     line: Option<usize>,
 ) -> String {
-    match text.and_then(|t| diagnose_one(lib, t, ask, st.live.as_deref(), st.deadline)) {
+    match text.and_then(|t| diagnose_one(lib, t, ask, st.live.as_deref(), ctl)) {
         Ok(res) => {
             st.metrics.diagnosis(&res);
             render::render(&res, Format::Json, true)
@@ -381,6 +363,7 @@ fn item(
 
 async fn batch(
     State(state): State<AppState>,
+    slot: Option<Extension<Slot>>,
     headers: HeaderMap,
     query: Result<Query<DiagnoseQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -390,18 +373,21 @@ async fn batch(
     let loaded = state.current().ok_or_else(ApiError::not_ready)?;
     let lines = is_json_lines(&headers);
     let st = state.clone();
-    let (out, n) = tokio::task::spawn_blocking(move || {
+    let (out, n) = work::run(&state, slot.map(|s| s.0), move |ctl| {
         let lib = &loaded.lib;
         if lines {
             // Each line stands alone: a line that is not UTF-8 or not JSON is that item's error.
             let mut out = String::new();
             let mut n = 0;
             for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
+                if ctl.cancelled() {
+                    break; // nobody is waiting for the rest
+                }
                 let text = utf8(raw);
                 if text.as_ref().is_ok_and(|t| t.trim().is_empty()) {
                     continue;
                 }
-                out.push_str(&item(&st, lib, text, &ask, n, Some(i + 1)));
+                out.push_str(&item(&st, lib, text, (&ask, ctl), n, Some(i + 1)));
                 out.push('\n');
                 n += 1;
             }
@@ -418,16 +404,18 @@ async fn batch(
             serde_json::from_str(text).map_err(|_| json_error(text, "invalid_json"))?;
         let mut out = String::from("[");
         for (i, raw) in items.iter().enumerate() {
+            if ctl.cancelled() {
+                break; // nobody is waiting for the rest
+            }
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(&item(&st, lib, Ok(raw.get()), &ask, i, None));
+            out.push_str(&item(&st, lib, Ok(raw.get()), (&ask, ctl), i, None));
         }
         out.push(']');
         Ok((out, items.len()))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("the batch crashed: {e}")))??;
+    .await??;
     let mut res = json_response(StatusCode::OK, out);
     if lines {
         res.headers_mut().insert(

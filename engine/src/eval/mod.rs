@@ -48,6 +48,10 @@ pub struct Options<'a> {
     pub deadline: Option<std::time::Duration>,
     /// Record every script evaluated in `Resolution::trace` (slower; for playbook authors).
     pub trace: bool,
+    /// Set by the caller to stop the diagnosis early (the service's request timed out or its
+    /// client went away): every script not yet started then ends as an error, and no further
+    /// live fact is fetched, so the walk finishes at once with what it has.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Diagnoses one JSON event.
@@ -93,6 +97,7 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         scrub: &scrub,
         fetched: &mut fetched,
         deadline: opts.deadline.map(|d| std::time::Instant::now() + d),
+        cancel: opts.cancel,
         trace: opts.trace.then(Vec::new),
         playbook: "",
         worlds: std::cell::OnceCell::new(),

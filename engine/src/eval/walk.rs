@@ -48,6 +48,8 @@ pub(crate) struct Walker<'a> {
     pub fetched: &'a mut Vec<(String, Option<String>)>,
     /// When live facts must have arrived; a probe still running then makes its checks unknown.
     pub deadline: Option<std::time::Instant>,
+    /// The caller's stop flag (`Options::cancel`), checked before every script and fact.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
     /// Every script evaluated, when tracing.
     pub trace: Option<Vec<TraceStep>>,
     /// The playbook being walked (for the trace).
@@ -55,6 +57,9 @@ pub(crate) struct Walker<'a> {
     /// Reduced copies of the event for measuring what a check rests on, built when first needed.
     pub worlds: std::cell::OnceCell<Worlds>,
 }
+
+/// Why a script or fact was not evaluated after `Options::cancel` was set.
+const CANCELLED: &str = "the diagnosis was cancelled";
 
 /// Outcome of evaluating one script.
 pub(crate) enum Value {
@@ -66,6 +71,9 @@ pub(crate) enum Value {
 impl Walker<'_> {
     /// Evaluates a compiled script in the event's scope.
     pub fn run(&mut self, script: &Script) -> Value {
+        if self.cancelled() {
+            return Value::Failed(CANCELLED.to_string());
+        }
         if let Err(o) = sandbox::begin_script() {
             return Value::Failed(o.message());
         }
@@ -96,6 +104,12 @@ impl Walker<'_> {
                 None => Value::Failed(self.scrub.clean(&first_line(&e.to_string()))),
             },
         }
+    }
+
+    /// Whether the caller asked the diagnosis to stop.
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Evaluates a script in a reduced copy of the event (see `eval::worlds`).
@@ -232,6 +246,9 @@ impl Walker<'_> {
             }
         }
         for need in needs {
+            if self.cancelled() {
+                return Err(CANCELLED.to_string());
+            }
             if let Some((_, failed)) = self.fetched.iter().find(|(n, _)| n == need) {
                 if let Some(reason) = failed {
                     return Err(format!("live fact `{need}` unavailable: {reason}"));
