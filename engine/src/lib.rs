@@ -49,6 +49,7 @@ pub mod load;
 pub mod model;
 pub mod sandbox;
 pub mod schema;
+pub mod scrub;
 pub mod signals;
 pub mod time;
 pub mod wait;

@@ -126,15 +126,10 @@ pub enum Creds {
 }
 
 impl Ctx {
-    /// Removes any secret of the connection from provider-supplied text.
+    /// Removes any secret of the connection, and any credential shape, from provider-supplied
+    /// text (the engine's one scrubber).
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in self.conn.secrets.values() {
-            if out.contains(s) {
-                out = out.replace(s, "[redacted]");
-            }
-        }
-        out
+        self.conn.scrubber.clean(text).into_owned()
     }
 
     /// Sends a request through the guard. With credentials, the URL must be on one of the

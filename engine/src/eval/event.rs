@@ -42,8 +42,13 @@ pub struct Event {
 impl Event {
     /// Parses one event from JSON text.
     pub fn parse(json: &str) -> Result<Event, EventError> {
-        let root: Dynamic =
-            serde_json::from_str(json).map_err(|e| EventError::Json(e.to_string()))?;
+        let root: Dynamic = serde_json::from_str(json).map_err(|e| {
+            EventError::Json(
+                crate::scrub::Scrubber::default()
+                    .clean(&e.to_string())
+                    .into_owned(),
+            )
+        })?;
         let map = root.try_cast::<Map>().ok_or(EventError::NotAnObject)?;
         Event::from_map(map)
     }
@@ -162,10 +167,6 @@ impl Event {
     /// Secret values (for scrubbing output); never print these.
     pub(crate) fn secret_values(&self) -> impl Iterator<Item = &str> {
         self.secrets.iter().map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn has_secrets(&self) -> bool {
-        !self.secrets.is_empty()
     }
 }
 

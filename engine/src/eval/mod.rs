@@ -9,7 +9,6 @@
 
 pub mod event;
 mod rank;
-mod scrub;
 mod statement;
 pub(crate) mod walk;
 mod worlds;
@@ -28,10 +27,10 @@ use crate::model::resolution::{
     Status, Symptom, TraceStep,
 };
 use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
+use crate::scrub::Scrubber;
 use crate::time;
 pub use event::{Event, EventError};
 use rank::{Ranked, Walked};
-use scrub::Scrubber;
 use walk::{Value, Walker};
 
 /// The engine's version, stamped on every resolution.
@@ -83,7 +82,7 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
     for (var, value) in SCOPE_VARS.iter().zip(&vars) {
         scope.push_constant_dynamic(*var, value.clone());
     }
-    let scrub = Scrubber::new(event);
+    let scrub = Scrubber::new(event.secret_values());
     let mut fetched = Vec::new();
     let mut w = Walker {
         lib,
@@ -139,7 +138,7 @@ pub fn lint_budgets(lib: &Library, total: std::time::Duration) -> Vec<crate::Dia
     for (var, value) in SCOPE_VARS.iter().zip(&vars) {
         scope.push_constant_dynamic(*var, value.clone());
     }
-    let scrub = Scrubber::new(&event);
+    let scrub = Scrubber::new(event.secret_values());
     let mut fetched = Vec::new();
     let mut w = Walker {
         lib,
@@ -153,6 +152,7 @@ pub fn lint_budgets(lib: &Library, total: std::time::Duration) -> Vec<crate::Dia
         scrub: &scrub,
         fetched: &mut fetched,
         deadline: None,
+        cancel: None,
         trace: None,
         playbook: "",
         worlds: std::cell::OnceCell::new(),
@@ -203,7 +203,7 @@ fn finish(
     audience: Audience,
 ) -> Resolution {
     let mut res = Resolution {
-        event_id: event.event_id.as_deref().map(|id| w.scrub.clean(id)),
+        event_id: event.event_id.clone(),
         engine_version: ENGINE_VERSION.to_string(),
         playbook_set: lib.hash().to_string(),
         status: Status::NoMatch,
@@ -224,8 +224,12 @@ fn finish(
     if !walked.is_empty() {
         build(w, event, walked, &mut res);
     }
-    res.explanation = w.scrub.clean(&explain::render(&res, audience));
     res.trace = w.trace.take().unwrap_or_default();
+    // Every text of the resolution, trace included, through the one scrubber; the explanation
+    // is told from the scrubbed resolution and scrubbed again (it quotes the event too).
+    w.scrub.clean_resolution(&mut res);
+    res.explanation = explain::render(&res, audience);
+    w.scrub.clean_string(&mut res.explanation);
     res
 }
 
@@ -311,7 +315,7 @@ fn build(w: &mut Walker<'_>, event: &Event, walked: Vec<Walked<'_>>, res: &mut R
             res.candidates.push(Candidate {
                 id: cause.id.clone(),
                 title: cause.title.clone(),
-                why_open: w.scrub.clean(&why_open),
+                why_open,
                 confidence: r.confidence,
                 symptom: walk.pb.id.clone(),
             });
@@ -439,7 +443,7 @@ fn render_action(w: &mut Walker<'_>, a: &ActionDef) -> Action {
             }
             let json: serde_json::Value =
                 rhai::serde::from_dynamic(&v).unwrap_or(serde_json::Value::Null);
-            params.insert(name.clone(), scrub_json(w, json));
+            params.insert(name.clone(), json);
         }
     }
     let steps = a.steps.iter().map(|t| w.render(t)).collect();
@@ -450,22 +454,6 @@ fn render_action(w: &mut Walker<'_>, a: &ActionDef) -> Action {
         automatic: a.automatic,
         params,
         steps,
-    }
-}
-
-fn scrub_json(w: &Walker<'_>, v: serde_json::Value) -> serde_json::Value {
-    if !w.scrub.is_active() {
-        return v;
-    }
-    match v {
-        serde_json::Value::String(s) => serde_json::Value::String(w.scrub.clean(&s)),
-        serde_json::Value::Array(a) => {
-            serde_json::Value::Array(a.into_iter().map(|x| scrub_json(w, x)).collect())
-        }
-        serde_json::Value::Object(o) => {
-            serde_json::Value::Object(o.into_iter().map(|(k, x)| (k, scrub_json(w, x))).collect())
-        }
-        other => other,
     }
 }
 
