@@ -922,7 +922,10 @@ pub(crate) fn native_helper(name: &str, arity: usize) -> Option<NativeHelper> {
         ("now", 0) => |_| Some(now().into()),
         ("retry_hint", 0) => |_| Some(opt(with_ctx(retry_hint).flatten())),
         ("reset_hint", 0) => |_| {
-            Some(opt(with_ctx(|c| crate::wait::reset_hint(c.haystack(), c.now)).flatten()))
+            Some(opt(with_ctx(|c| {
+                crate::wait::reset_hint(c.haystack(), c.now)
+            })
+            .flatten()))
         },
         ("midnight_in", 1) => |a| Some(opt(crate::wait::midnight_in(&str_arg(&a[0])?, now()))),
         ("message", 0) => |_| Some(with_ctx(best_message).unwrap_or_default().into()),

@@ -43,7 +43,11 @@ pub fn retry_hint(error: &Map, haystack: &str, now: i64) -> Option<i64> {
     }
     if let Some(v) = h("ratelimit").and_then(|v| {
         v.split([';', ','])
-            .find_map(|p| p.trim().strip_prefix("t=").or_else(|| p.trim().strip_prefix("reset=")))
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("t=")
+                    .or_else(|| p.trim().strip_prefix("reset="))
+            })
             .and_then(|n| n.trim().parse::<i64>().ok())
     }) {
         return Some(v.max(0));
@@ -138,7 +142,11 @@ fn seconds(v: &str) -> Option<i64> {
 fn go_duration(v: &str) -> Option<i64> {
     static PART: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"(\d+(?:\.\d+)?)(ms|h|m|s)").expect("static regex"));
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit() || b"hms.".contains(&b)) {
+    if v.is_empty()
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"hms.".contains(&b))
+    {
         return None;
     }
     let mut total = 0.0;
@@ -188,10 +196,12 @@ fn body_wait(body: &serde_json::Value) -> Option<i64> {
                         .filter(|c| c.is_ascii_alphanumeric())
                         .collect::<String>()
                         .to_ascii_lowercase();
-                    let num = x.as_f64().or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()));
+                    let num = x
+                        .as_f64()
+                        .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()));
                     match key.as_str() {
-                        "retryafter" | "retryinseconds" | "retryafterseconds" | "retryaftersecs"
-                        | "waitseconds" => {
+                        "retryafter" | "retryinseconds" | "retryafterseconds"
+                        | "retryaftersecs" | "waitseconds" => {
                             if let Some(n) = num.filter(|n| *n >= 0.0) {
                                 *found = Some(n.ceil() as i64);
                                 return;
@@ -204,10 +214,11 @@ fn body_wait(body: &serde_json::Value) -> Option<i64> {
                             }
                         }
                         "retrydelay" => {
-                            let s = x
-                                .as_str()
-                                .and_then(seconds)
-                                .or_else(|| x.get("seconds").and_then(J::as_f64).map(|n| n.ceil() as i64));
+                            let s = x.as_str().and_then(seconds).or_else(|| {
+                                x.get("seconds")
+                                    .and_then(J::as_f64)
+                                    .map(|n| n.ceil() as i64)
+                            });
                             if s.is_some() {
                                 *found = s;
                                 return;
@@ -289,7 +300,8 @@ fn sentence_wait(text: &str, now: i64) -> Option<i64> {
     }
     if let Some(c) = SPAN.captures(text) {
         let days: i64 = c.get(1).map_or(Some(0), |d| d.as_str().parse().ok())?;
-        let (h, m, s): (i64, i64, i64) = (c[2].parse().ok()?, c[3].parse().ok()?, c[4].parse().ok()?);
+        let (h, m, s): (i64, i64, i64) =
+            (c[2].parse().ok()?, c[3].parse().ok()?, c[4].parse().ok()?);
         return Some(days * 86400 + h * 3600 + m * 60 + s);
     }
     None
@@ -312,29 +324,89 @@ mod tests {
 
     #[test]
     fn headers_in_every_form() {
-        assert_eq!(hint(r#"{"headers": {"Retry-After": "120"}}"#, ""), Some(120));
-        assert_eq!(hint(r#"{"headers": {"retry-after": "Mon, 23 Nov 2026 10:02:00 GMT"}}"#, ""), Some(120));
-        assert_eq!(hint(r#"{"headers": {"retry-after": "1795428011"}}"#, ""), Some(11));
-        assert_eq!(hint(r#"{"headers": {"retry-after-ms": "1500"}}"#, ""), Some(2));
-        assert_eq!(hint(r#"{"headers": {"ratelimit": "\"default\";r=0;t=30"}}"#, ""), Some(30));
-        assert_eq!(hint(r#"{"headers": {"x-ratelimit-reset": "1795428090"}}"#, ""), Some(90));
-        assert_eq!(hint(r#"{"headers": {"x-ratelimit-reset": "2026-11-23T10:05Z"}}"#, ""), Some(300));
-        assert_eq!(hint(r#"{"headers": {"x-ratelimit-reset": "45"}}"#, ""), Some(45));
-        assert_eq!(hint(r#"{"headers": {"x-ratelimit-reset-requests": "1m30s"}}"#, ""), Some(90));
-        assert_eq!(hint(r#"{"headers": {"x-ratelimit-reset-tokens": "20ms"}}"#, ""), Some(1));
-        assert_eq!(hint(r#"{"headers": {"x-ratelimit-reset-after": "2.5"}}"#, ""), Some(3));
+        assert_eq!(
+            hint(r#"{"headers": {"Retry-After": "120"}}"#, ""),
+            Some(120)
+        );
+        assert_eq!(
+            hint(
+                r#"{"headers": {"retry-after": "Mon, 23 Nov 2026 10:02:00 GMT"}}"#,
+                ""
+            ),
+            Some(120)
+        );
+        assert_eq!(
+            hint(r#"{"headers": {"retry-after": "1795428011"}}"#, ""),
+            Some(11)
+        );
+        assert_eq!(
+            hint(r#"{"headers": {"retry-after-ms": "1500"}}"#, ""),
+            Some(2)
+        );
+        assert_eq!(
+            hint(r#"{"headers": {"ratelimit": "\"default\";r=0;t=30"}}"#, ""),
+            Some(30)
+        );
+        assert_eq!(
+            hint(r#"{"headers": {"x-ratelimit-reset": "1795428090"}}"#, ""),
+            Some(90)
+        );
+        assert_eq!(
+            hint(
+                r#"{"headers": {"x-ratelimit-reset": "2026-11-23T10:05Z"}}"#,
+                ""
+            ),
+            Some(300)
+        );
+        assert_eq!(
+            hint(r#"{"headers": {"x-ratelimit-reset": "45"}}"#, ""),
+            Some(45)
+        );
+        assert_eq!(
+            hint(
+                r#"{"headers": {"x-ratelimit-reset-requests": "1m30s"}}"#,
+                ""
+            ),
+            Some(90)
+        );
+        assert_eq!(
+            hint(r#"{"headers": {"x-ratelimit-reset-tokens": "20ms"}}"#, ""),
+            Some(1)
+        );
+        assert_eq!(
+            hint(r#"{"headers": {"x-ratelimit-reset-after": "2.5"}}"#, ""),
+            Some(3)
+        );
     }
 
     #[test]
     fn body_fields_and_sentences() {
         assert_eq!(hint(r#"{"body": {"retry_after": 7}}"#, ""), Some(7));
-        assert_eq!(hint(r#"{"body": "{\"error\":{\"details\":[{\"retryDelay\":\"58s\"}]}}"}"#, ""), Some(58));
         assert_eq!(
-            hint(r#"{"body": {"extensions": {"cost": {"requestedQueryCost": 502, "throttleStatus": {"currentlyAvailable": 2, "restoreRate": 50}}}}}"#, ""),
+            hint(
+                r#"{"body": "{\"error\":{\"details\":[{\"retryDelay\":\"58s\"}]}}"}"#,
+                ""
+            ),
+            Some(58)
+        );
+        assert_eq!(
+            hint(
+                r#"{"body": {"extensions": {"cost": {"requestedQueryCost": 502, "throttleStatus": {"currentlyAvailable": 2, "restoreRate": 50}}}}}"#,
+                ""
+            ),
             Some(10)
         );
-        assert_eq!(hint("{}", "Please try again after '17' seconds after additional tokens"), Some(17));
-        assert_eq!(hint("{}", "Complexity budget exhausted, reset in 30 seconds"), Some(30));
+        assert_eq!(
+            hint(
+                "{}",
+                "Please try again after '17' seconds after additional tokens"
+            ),
+            Some(17)
+        );
+        assert_eq!(
+            hint("{}", "Complexity budget exhausted, reset in 30 seconds"),
+            Some(30)
+        );
         assert_eq!(hint("{}", "Please retry in 58.9s."), Some(59));
         assert_eq!(hint("{}", "Retry after 2026-11-23T10:05:00Z."), Some(300));
         assert_eq!(
@@ -342,20 +414,38 @@ mod tests {
             Some(14 * 3600)
         );
         assert_eq!(
-            hint("{}", "Out of call volume quota. Quota will be replenished in 1.02:00:30."),
+            hint(
+                "{}",
+                "Out of call volume quota. Quota will be replenished in 1.02:00:30."
+            ),
             Some(86400 + 7230)
         );
-        assert_eq!(hint("{}", "HTTP 429 Too Many Requests\nRetry-After: 17\nContent-Type: x"), Some(17));
-        assert_eq!(hint("{}", "additional: {errors = (); \"retry_after\" = 13;}"), Some(13));
+        assert_eq!(
+            hint(
+                "{}",
+                "HTTP 429 Too Many Requests\nRetry-After: 17\nContent-Type: x"
+            ),
+            Some(17)
+        );
+        assert_eq!(
+            hint("{}", "additional: {errors = (); \"retry_after\" = 13;}"),
+            Some(13)
+        );
         assert_eq!(hint("{}", "rate limit exceeded"), None);
         assert_eq!(hint("{}", "retry count 3 of 5"), None);
     }
 
     #[test]
     fn stated_and_documented_midnights() {
-        assert_eq!(reset_hint("quota resets at midnight UTC", NOW), Some(14 * 3600));
+        assert_eq!(
+            reset_hint("quota resets at midnight UTC", NOW),
+            Some(14 * 3600)
+        );
         // 10:00 UTC on 23 Nov is 02:00 in Los Angeles (PST, UTC-8): 22 hours to midnight.
-        assert_eq!(reset_hint("Quota resets at midnight Pacific Time", NOW), Some(22 * 3600));
+        assert_eq!(
+            reset_hint("Quota resets at midnight Pacific Time", NOW),
+            Some(22 * 3600)
+        );
         assert_eq!(reset_hint("resets at 12:00AM CST", NOW), Some(20 * 3600));
         assert_eq!(midnight_in("America/Los_Angeles", NOW), Some(22 * 3600));
         assert_eq!(reset_hint("daily limit reached", NOW), None);
