@@ -301,6 +301,8 @@ pub(crate) struct HelperCtx {
     /// 2 match.
     hits: RefCell<Vec<u8>>,
     haystack: OnceCell<ImmutableString>,
+    /// The event's scrubber, for text quoted cut short (`head`, `tail`), built when first needed.
+    scrubber: OnceCell<crate::scrub::Scrubber>,
     retry_hint: OnceCell<Option<INT>>,
 }
 
@@ -320,8 +322,16 @@ impl HelperCtx {
             patterns,
             hits: RefCell::new(Vec::new()),
             haystack: OnceCell::new(),
+            scrubber: OnceCell::new(),
             retry_hint: OnceCell::new(),
         }
+    }
+
+    /// The scrubber of this event's secrets (and every credential shape).
+    pub(crate) fn scrubber(&self) -> &crate::scrub::Scrubber {
+        self.scrubber.get_or_init(|| {
+            crate::scrub::Scrubber::new(self.secrets.iter().map(|(_, v)| v.as_str()))
+        })
     }
 
     /// Message, code, body and `www-authenticate`, one per line: the text signals look at.
@@ -514,9 +524,19 @@ impl PatternSet {
     }
 }
 
+/// How many `matches()` patterns this process has compiled (each library literal at most once
+/// per library; never one per event): what the hostile-input tests count.
+static COMPILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// See [`COMPILED`].
+pub fn patterns_compiled() -> usize {
+    COMPILED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Patterns match ASCII case-insensitively, like signals: Unicode case folding made each
 /// compiled pattern several times larger for error texts that are ASCII anyway.
 pub fn compile_ci(pattern: &str) -> Option<Regex> {
+    COMPILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     regex::bytes::RegexBuilder::new(pattern)
         .case_insensitive(true)
         .unicode(false)
@@ -638,9 +658,16 @@ fn best_message(c: &HelperCtx) -> String {
     }
 }
 
+/// `text` scrubbed before a quote cuts it: a credential cut in half (its name, scheme or
+/// start left out) could no longer be recognised in the output.
+fn scrubbed_for_quote(text: &str) -> String {
+    with_ctx(|c| c.scrubber().clean(text).into_owned())
+        .unwrap_or_else(|| crate::scrub::Scrubber::default().clean(text).into_owned())
+}
+
 /// `text` cut after about `max` characters at a word boundary, with "…".
 fn head(text: &str, max: usize) -> String {
-    let flat = text.replace(['\n', '\r'], " ");
+    let flat = scrubbed_for_quote(text).replace(['\n', '\r'], " ");
     if flat.chars().count() <= max {
         return flat;
     }
@@ -659,7 +686,7 @@ fn head(text: &str, max: usize) -> String {
 /// The last `max` characters of `text` with a leading "…": client error chains put the cause
 /// at the end.
 fn tail(text: &str, max: usize) -> String {
-    let flat = text.replace(['\n', '\r'], " ");
+    let flat = scrubbed_for_quote(text).replace(['\n', '\r'], " ");
     let n = flat.chars().count();
     if n <= max {
         return flat;

@@ -467,16 +467,26 @@ const HEADERS: &[&str] = &[
 static TRIGGERS: LazyLock<(AhoCorasick, Vec<Rule>)> = LazyLock::new(|| {
     let mut pats: Vec<(String, Rule)> = vec![
         ("://".into(), Rule::Userinfo),
+        ("%3a%2f%2f".into(), Rule::Userinfo),
         ("bearer ".into(), Rule::Bearer),
         ("basic ".into(), Rule::Basic),
         ("eyj".into(), Rule::Jwt),
     ];
+    // The same inside a URL-encoded query or form value (`Authorization%3A+Bearer+...`).
+    for sep in ["+", "%20"] {
+        pats.push((format!("bearer{sep}"), Rule::Bearer));
+        pats.push((format!("basic{sep}"), Rule::Basic));
+    }
     for w in CREDENTIAL_WORDS {
         pats.push((format!("{w}="), Rule::Param));
+        pats.push((format!("{w}%3d"), Rule::Param));
         pats.push((format!("{w}\""), Rule::JsonField));
+        pats.push((format!("{w}\\\""), Rule::JsonField));
+        pats.push((format!("{w}%22"), Rule::JsonField));
     }
     for h in HEADERS {
         pats.push((format!("{h}:"), Rule::Header));
+        pats.push((format!("{h}%3a"), Rule::Header));
     }
     let ac = AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
@@ -490,6 +500,12 @@ static USERINFO: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)\b[a-z][a-z0-9+.\-]*://([^\s/?#@"'<>\\]+)@"#).expect("static regex")
 });
 
+/// URL userinfo inside a URL-encoded value (`https%3A%2F%2Fuser%3Apass%40host`).
+static USERINFO_ENCODED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)%3a%2f%2f((?:[^%&\s"'<>#/?@]|%(?:[013-9a-f][0-9a-f]|2[0-9a-e]))+?)%40"#)
+        .expect("static regex")
+});
+
 static PARAM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
         r#"(?i)([a-z0-9_.\-\[\]]*(?:{}))=([^&\s"'<>#;,)\\]+)"#,
@@ -498,9 +514,29 @@ static PARAM: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// A credential parameter inside a URL-encoded value (`next=...%3Faccess_token%3D...%26page`):
+/// its value runs to the encoded or plain `&`.
+static PARAM_ENCODED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r#"(?i)([a-z0-9_.\-]*(?:{}))%3d((?:[^%&\s"'<>#;,)\\]|%(?:[013-9a-f][0-9a-f]|2[0-57-9a-f]))+)"#,
+        CREDENTIAL_WORDS.join("|")
+    ))
+    .expect("static regex")
+});
+
+/// A JSON field named like a credential, also inside a JSON-escaped string (`\"token\":\"..\"`).
 static JSON_FIELD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
-        r#"(?i)"([a-z0-9_.\-]*(?:{}))"\s*:\s*"((?:[^"\\]|\\.)+)""#,
+        r#"(?i)"([a-z0-9_.\-]*(?:{}))\\?"\s*:\s*\\?"((?:[^"\\]|\\[^"])+)"#,
+        CREDENTIAL_WORDS.join("|")
+    ))
+    .expect("static regex")
+});
+
+/// The same inside a URL-encoded value (`%22access_token%22%3A%22...%22`).
+static JSON_FIELD_ENCODED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r#"(?i)%22([a-z0-9_.\-]*(?:{}))%22(?:\+|%20)*%3a(?:\+|%20)*%22((?:[^%"&\s]|%(?:[013-9a-f][0-9a-f]|2[013-9a-f]))+)%22"#,
         CREDENTIAL_WORDS.join("|")
     ))
     .expect("static regex")
@@ -514,15 +550,28 @@ static HEADER: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-static BEARER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\bbearer\s+([A-Za-z0-9._~+/\-]{12,}=*)").expect("static regex")
+/// A header written URL-encoded (`Authorization%3A+Bearer+...`): its value runs to the next
+/// parameter.
+static HEADER_ENCODED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r#"(?i)(?:^|[^a-z0-9-])(?:{})%3a(?:\+|%20)*(?:(?:bearer|basic|token|digest|apikey|sso-key|otoken|negotiate)(?:\+|%20)+)?([^\s&"'#;]+)"#,
+        HEADERS.join("|")
+    ))
+    .expect("static regex")
 });
 
-static BASIC: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\bbasic\s+([A-Za-z0-9+/]{6,}=*)").expect("static regex"));
+static BEARER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bbearer(?:\s+|(?:\+|%20)+)([A-Za-z0-9._~+/\-]{12,}=*)").expect("static regex")
+});
 
+static BASIC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bbasic(?:\s+|(?:\+|%20)+)([A-Za-z0-9+/]{6,}(?:=|%3D|%3d)*)")
+        .expect("static regex")
+});
+
+/// A JWT, or the start of one cut short after its payload began (a quote cut to length).
 static JWT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
+    Regex::new(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*)?")
         .expect("static regex")
 });
 
@@ -542,17 +591,33 @@ fn shapes(text: &str, spans: &mut Vec<(usize, usize)>) {
             .filter_map(|c| c.get(g).map(|m| (m.start(), m.end())))
             .collect::<Vec<_>>()
     };
-    if woken[Rule::Userinfo as usize] && text.contains('@') {
-        spans.extend(group(&USERINFO, 1, &|_| true));
+    if woken[Rule::Userinfo as usize] {
+        if text.contains('@') {
+            spans.extend(group(&USERINFO, 1, &|_| true));
+        }
+        if text.contains('%') {
+            spans.extend(group(&USERINFO_ENCODED, 1, &|_| true));
+        }
     }
     if woken[Rule::Param as usize] {
         spans.extend(group(&PARAM, 2, &|c| is_credential_name(&c[1])));
+        if text.contains('%') {
+            spans.extend(group(&PARAM_ENCODED, 2, &|c| is_credential_name(&c[1])));
+        }
     }
     if woken[Rule::JsonField as usize] {
         spans.extend(group(&JSON_FIELD, 2, &|c| is_credential_name(&c[1])));
+        if text.contains('%') {
+            spans.extend(group(&JSON_FIELD_ENCODED, 2, &|c| {
+                is_credential_name(&c[1])
+            }));
+        }
     }
     if woken[Rule::Header as usize] {
         spans.extend(group(&HEADER, 1, &|_| true));
+        if text.contains('%') {
+            spans.extend(group(&HEADER_ENCODED, 1, &|_| true));
+        }
     }
     if woken[Rule::Bearer as usize] {
         // Opaque tokens carry digits; words after "Bearer" in prose do not.
@@ -563,7 +628,8 @@ fn shapes(text: &str, spans: &mut Vec<(usize, usize)>) {
     if woken[Rule::Basic as usize] {
         // `Basic base64(user:password)`, not the word "basic" in prose.
         spans.extend(group(&BASIC, 1, &|c| {
-            let b64 = c[1].trim_end_matches('=');
+            let b64 = c[1].trim_end_matches("%3D").trim_end_matches("%3d");
+            let b64 = b64.trim_end_matches('=');
             base64::engine::general_purpose::STANDARD_NO_PAD
                 .decode(b64)
                 .is_ok_and(|raw| raw.contains(&b':'))
@@ -697,6 +763,31 @@ mod tests {
             ("set-cookie: session=9f8e7d6c; Path=/", "9f8e7d6c"),
             ("sent Bearer 0123456789abcdef0 to it", "0123456789abcdef0"),
             ("header Basic YWxpY2U6c2VjcmV0 sent", "YWxpY2U6c2VjcmV0"),
+            (
+                "?note=Authorization%3A+Bearer+zq900AAA0AA0Aa0&x=1",
+                "zq900AAA0AA0Aa0",
+            ),
+            (
+                "q=authorization%3A%20Basic%20YWxpY2U6c2VjcmV0",
+                "YWxpY2U6c2VjcmV0",
+            ),
+            ("?h=X-Api-Key%3Akey_live_1234&y=2", "key_live_1234"),
+            (
+                "n=%7B%22client_secret%22%3A%22zq90AaAAaaa0AAA%22%2C%22x%22%3A1%7D",
+                "zq90AaAAaaa0AAA",
+            ),
+            (
+                r#"body "{\"refresh_token\":\"1//0gLq-rt\",\"x\":1}""#,
+                "1//0gLq-rt",
+            ),
+            (
+                "next=%2Fcb%3Fcode%3D1%26access_token%3Dzq900A0AA00AAaa%26page%3D2",
+                "zq900A0AA00AAaa",
+            ),
+            (
+                "next=https%3A%2F%2Fbob%3Ahunter2pass%40api.example.com%2Fv1",
+                "hunter2pass",
+            ),
             (
                 "id eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl ok",
                 "eyJzdWIiOiIxIn0",

@@ -129,7 +129,19 @@ impl Ctx {
     /// Removes any secret of the connection, and any credential shape, from provider-supplied
     /// text (the engine's one scrubber).
     pub fn scrub(&self, text: &str) -> String {
-        self.conn.scrubber.clean(text).into_owned()
+        self.scrubber().clean(text).into_owned()
+    }
+
+    /// The connection's scrubber: the one built from all of `connection.secrets`, or, for a
+    /// connection made by hand (no request behind it), one of its four known secrets.
+    pub fn scrubber(&self) -> std::borrow::Cow<'_, whyfail_engine::scrub::Scrubber> {
+        if self.conn.scrubber.has_secrets() {
+            std::borrow::Cow::Borrowed(&self.conn.scrubber)
+        } else {
+            std::borrow::Cow::Owned(whyfail_engine::scrub::Scrubber::new(
+                self.conn.secrets.values(),
+            ))
+        }
     }
 
     /// Sends a request through the guard. With credentials, the URL must be on one of the

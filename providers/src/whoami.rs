@@ -303,7 +303,7 @@ impl Answer {
 
 /// Scrubs every string of a fact: providers echo tokens in bodies, headers and redirects.
 fn scrub_all(cx: &Ctx, v: &mut Value) {
-    cx.conn.scrubber.clean_json(v);
+    cx.scrubber().clean_json(v);
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {

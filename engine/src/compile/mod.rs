@@ -303,6 +303,12 @@ impl Library {
     }
 
     /// `sha256:` and 16 hex digits identifying the exact playbook sources.
+    /// How many literal `matches()` patterns the library's scripts hold: the most it will ever
+    /// compile, whatever events it diagnoses.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
     pub fn hash(&self) -> &str {
         &self.hash
     }
