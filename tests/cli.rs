@@ -87,6 +87,43 @@ fn reads_stdin_and_renders_text_and_markdown() {
 }
 
 #[test]
+fn an_inconclusive_explanation_lists_the_candidates() {
+    // A 401 on an API key whose text says nothing about why: expired or revoked, the event
+    // cannot tell, and the panel must say so and name both.
+    let event = r#"{"phase": "request", "error": {"status": 401, "message": "401 Unauthorized"},
+        "connection": {"provider": "acme", "auth_type": "api_key", "base_url": "https://api.acme.io"}}"#;
+    let json = whyfail(&["diagnose", "--offline", "-"], Some(event));
+    let res: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(res["status"], "inconclusive", "{res}");
+    let ids: Vec<&str> = res["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(ids.len() >= 2, "{res}");
+    for audience in ["user", "support"] {
+        let md = whyfail(
+            &["diagnose", "--offline", "--format", "markdown", "--audience", audience, "-"],
+            Some(event),
+        );
+        let out = stdout(&md);
+        assert!(out.contains("**It may be one of these**"), "{out}");
+        let shown = res["candidates"]
+            .as_array()
+            .expect("candidates")
+            .iter()
+            .filter(|c| {
+                let t = c["title"].as_str().unwrap_or_default();
+                out.contains(t.trim_end_matches('.'))
+            })
+            .count();
+        assert_eq!(shown, ids.len(), "{audience}: {out}");
+        assert_eq!(out.contains(ids[0]), audience == "support", "{audience}: {out}");
+    }
+}
+
+#[test]
 fn batch_keeps_order_and_survives_bad_lines() {
     let o = whyfail(
         &["diagnose", "--batch", "examples/events/batch.jsonl"],

@@ -53,6 +53,23 @@ pub fn render(res: &Resolution, audience: Audience) -> String {
         (Status::Inconclusive, Some(title)) => {
             let _ = writeln!(out, "**{}**\n", sentence(title).trim_end_matches('.'));
             out.push_str("The information available is not enough to say why it happened.\n");
+            if !res.candidates.is_empty() {
+                out.push_str("\n**It may be one of these**\n\n");
+                for c in &res.candidates {
+                    if audience == Audience::User {
+                        let _ = writeln!(out, "- {}", sentence(&c.title));
+                    } else {
+                        let _ = writeln!(
+                            out,
+                            "- `{}` ({}): {}. Open because {}",
+                            c.id,
+                            confidence_word(c.confidence),
+                            sentence(&c.title).trim_end_matches('.'),
+                            sentence(&c.why_open)
+                        );
+                    }
+                }
+            }
         }
         (Status::Diagnosed, Some(title)) => {
             let _ = writeln!(out, "**{}**\n", sentence(title).trim_end_matches('.'));

@@ -89,6 +89,8 @@ impl Node {
 pub struct DispositionDef {
     pub kind: DispositionKind,
     pub retry_after: Option<Script>,
+    /// `kind` is replaced by this one when the script is true.
+    pub instead: Option<(DispositionKind, Script)>,
 }
 
 /// An action, compiled.

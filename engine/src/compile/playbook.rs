@@ -120,10 +120,29 @@ impl Ctx<'_, '_> {
             }
             None => None,
         };
+        let instead = match &d.instead {
+            Some(i) => {
+                let p = format!("{path}.instead.when");
+                match self.compiler.compile(
+                    &i.when,
+                    false,
+                    Site {
+                        file: self.file,
+                        yaml_path: &p,
+                    },
+                    self.diags,
+                ) {
+                    Some(s) => Some((i.kind, s)),
+                    None => return (None, false),
+                }
+            }
+            None => None,
+        };
         (
             Some(DispositionDef {
                 kind: d.kind,
                 retry_after,
+                instead,
             }),
             true,
         )

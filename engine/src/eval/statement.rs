@@ -343,6 +343,11 @@ const GENERIC: &[&str] = &[
     "rust",
     "dotnet",
     "traceback",
+    "soap",
+    "env",
+    "xml",
+    "fault",
+    "invoke",
     "most",
     "recent",
     "last",
@@ -682,11 +687,13 @@ fn json_leaves(v: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 /// URLs, file paths, e-mail addresses, host names, `key=value` and `"key":` pairs' keys, which
-/// messages that embed a request or a body carry.
+/// messages that embed a request or a body carry, and stack frames (JVM/Node `at f(file:12)`,
+/// `... 12 more`, Python `File "x.py", line 3, in f`), which name code, not the failure, and
+/// XML/SOAP tags (`<SOAP-ENV:Fault>`), whose names are markup, not words.
 fn noise() -> &'static Regex {
     static NOISE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
-            r#"[a-zA-Z][a-zA-Z0-9+.-]*://\S*|\S*[/\\]\S*|\S+@\S+|\b[\w-]+(\.[\w-]+)+\b|\b\w+=|"[^"\n]{0,64}"\s*:"#,
+            r#"(?m)^[ \t]*(at [^\n]*|\.\.\. \d+ more|File "[^"\n]*", line \d+[^\n]*)$|</?[A-Za-z][^<>\n]{0,200}>|[a-zA-Z][a-zA-Z0-9+.-]*://\S*|\S*[/\\]\S*|\S+@\S+|\b[\w-]+(\.[\w-]+)+\b|\b\w+=|"[^"\n]{0,64}"\s*:"#,
         )
         .expect("static regex")
     });
@@ -765,6 +772,9 @@ mod tests {
             r#"{"status": 522, "body": "<!DOCTYPE html><html><head><title>api.example.com | 522: Connection timed out</title></head><body>Cloudflare Ray ID: 8f1e</body></html>"}"#,
             r#"{"kind": "timeout", "message": "requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.example.com', port=443): (read timeout=10)"}"#,
             r#"{"status": 401, "message": "HaloPSA: Atlassian says unauthorized"}"#,
+            r#"{"status": 401, "message": "Unauthorized\n\tat com.acme.sync.Worker$Killer.invokeSuspend(Worker.kt:165)\n\t... 12 more"}"#,
+            r#"{"status": 401, "body": "<?xml version=\"1.0\"?><SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\"><SOAP-ENV:Body><SOAP-ENV:Fault><faultcode>SOAP-ENV:Client</faultcode><faultstring>Unauthorized</faultstring></SOAP-ENV:Fault></SOAP-ENV:Body></SOAP-ENV:Envelope>"}"#,
+            r#"{"status": 401, "message": "Traceback:\n  File \"/srv/flows/sync_contacts.py\", line 88, in push_batch\nHTTPError: 401 Unauthorized"}"#,
         ] {
             assert_eq!(statement(e), None, "{e}");
         }

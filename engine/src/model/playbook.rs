@@ -253,6 +253,19 @@ pub struct RawDisposition {
     /// Rhai expression giving the seconds to wait (for `retry_after`).
     #[schemars(with = "Option<String>")]
     pub retry_after: Option<Spanned<String>>,
+    /// Another kind to give when a condition holds (a billing cap that waiting will not lift).
+    pub instead: Option<RawDispositionInstead>,
+}
+
+/// The other disposition kind a cause gives when `when` is true.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDispositionInstead {
+    /// The disposition kind given instead.
+    pub kind: DispositionKind,
+    /// Rhai condition.
+    #[schemars(with = "String")]
+    pub when: Spanned<String>,
 }
 
 /// A fix.
