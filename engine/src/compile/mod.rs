@@ -525,7 +525,7 @@ fn compile_action(
             diags,
         )
     });
-    if diags.len() != before {
+    if diags[before..].iter().any(Diagnostic::is_error) {
         return None;
     }
     let disposition = a.disposition.unwrap_or(match a.actor {
