@@ -104,7 +104,15 @@ fn an_inconclusive_explanation_lists_the_candidates() {
     assert!(ids.len() >= 2, "{res}");
     for audience in ["user", "support"] {
         let md = whyfail(
-            &["diagnose", "--offline", "--format", "markdown", "--audience", audience, "-"],
+            &[
+                "diagnose",
+                "--offline",
+                "--format",
+                "markdown",
+                "--audience",
+                audience,
+                "-",
+            ],
             Some(event),
         );
         let out = stdout(&md);
@@ -119,7 +127,11 @@ fn an_inconclusive_explanation_lists_the_candidates() {
             })
             .count();
         assert_eq!(shown, ids.len(), "{audience}: {out}");
-        assert_eq!(out.contains(ids[0]), audience == "support", "{audience}: {out}");
+        assert_eq!(
+            out.contains(ids[0]),
+            audience == "support",
+            "{audience}: {out}"
+        );
     }
 }
 

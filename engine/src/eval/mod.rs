@@ -463,9 +463,9 @@ fn disposition(
     first: Option<&Arc<ActionDef>>,
     first_out: Option<&Action>,
 ) -> Disposition {
-    let instead = def
-        .and_then(|d| d.instead.as_ref())
-        .and_then(|(k, s)| matches!(w.run(s), Value::Ok(v) if v.as_bool() == Ok(true)).then_some(*k));
+    let instead = def.and_then(|d| d.instead.as_ref()).and_then(|(k, s)| {
+        matches!(w.run(s), Value::Ok(v) if v.as_bool() == Ok(true)).then_some(*k)
+    });
     let kind = instead
         .or(def.map(|d| d.kind))
         .or(first.map(|a| a.disposition))
