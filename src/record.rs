@@ -1,13 +1,16 @@
 //! `diagnose --record FILE`: a real failure, with the live facts its diagnosis fetched, saved as
 //! a playbook test (`whyfail test` format) so it becomes a regression test in one step.
 //!
-//! Secrets never reach the file: every secret value, wherever it appears in the event (the
-//! `connection.secrets` map, or pasted into an error message), is replaced by a stand-in with the
-//! same shape ([`mask_secret`]), so checks that look at a secret's shape decide the same.
+//! Secrets never reach the file: the engine's one scrubber, keeping shapes, goes over the event,
+//! the facts and the failure reasons. Every listed secret (in any encoding), wherever it appears
+//! (the `connection.secrets` map, or pasted into an error message), and every credential
+//! recognised by place or shape (headers, URL userinfo, token parameters, token fields, JWTs)
+//! is replaced by a stand-in with the same shape, so checks that look at a secret's shape
+//! decide the same.
 
 use serde_json::{Map, Value, json};
 use whyfail_engine::Resolution;
-use whyfail_providers::record::mask_secret;
+use whyfail_engine::scrub::Scrubber;
 
 /// The test file's text (YAML; written in JSON's flow style, which YAML reads as is).
 pub fn test_file(
@@ -15,19 +18,14 @@ pub fn test_file(
     res: &Resolution,
     facts: &[(String, Result<Value, String>)],
 ) -> String {
-    let secrets: Vec<(String, String)> = event
+    let listed: Vec<&str> = event
         .pointer("/connection/secrets")
         .and_then(Value::as_object)
-        .map(|m| {
-            m.values()
-                .filter_map(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(|s| (s.to_string(), mask_secret(s)))
-                .collect()
-        })
+        .map(|m| m.values().filter_map(Value::as_str).collect())
         .unwrap_or_default();
+    let scrub = Scrubber::new(listed).keeping_shape();
     let mut event = event.clone();
-    mask_strings(&mut event, &secrets);
+    scrub.clean_json(&mut event);
 
     let mut mocked = Map::new();
     let mut failed = Vec::new();
@@ -35,10 +33,10 @@ pub fn test_file(
         match result {
             Ok(v) => {
                 let mut v = v.clone();
-                mask_strings(&mut v, &secrets);
+                scrub.clean_json(&mut v);
                 mocked.insert(name.clone(), v);
             }
-            Err(reason) => failed.push(format!("#   {name}: {}", one_line(reason, &secrets))),
+            Err(reason) => failed.push(format!("#   {name}: {}", one_line(reason, &scrub))),
         }
     }
     let id = res.event_id.clone().unwrap_or_else(|| "event".to_string());
@@ -106,25 +104,6 @@ pub fn test_file(
     out
 }
 
-fn one_line(s: &str, secrets: &[(String, String)]) -> String {
-    let mut s = s.replace(['\n', '\r'], " ");
-    for (secret, mask) in secrets {
-        s = s.replace(secret.as_str(), mask);
-    }
-    s
-}
-
-fn mask_strings(v: &mut Value, secrets: &[(String, String)]) {
-    match v {
-        Value::String(s) => {
-            for (secret, mask) in secrets {
-                if s.contains(secret.as_str()) {
-                    *s = s.replace(secret.as_str(), mask);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|x| mask_strings(x, secrets)),
-        Value::Object(m) => m.values_mut().for_each(|x| mask_strings(x, secrets)),
-        _ => {}
-    }
+fn one_line(s: &str, scrub: &Scrubber) -> String {
+    scrub.clean(&s.replace(['\n', '\r'], " ")).into_owned()
 }

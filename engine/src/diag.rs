@@ -41,6 +41,10 @@ pub mod code {
     pub const MISSING_MATCHER: &str = "missing_matcher";
     pub const EMPTY_LIBRARY: &str = "empty_library";
     pub const GENERIC_ONLY_CAUSE: &str = "generic_only_cause";
+    pub const SCRIPT_BUDGET: &str = "script_budget";
+    pub const UNKNOWN_FUNCTION: &str = "unknown_function";
+    pub const MODULE_UNAVAILABLE: &str = "module_unavailable";
+    pub const DYNAMIC_PATTERN: &str = "dynamic_pattern";
 }
 
 /// One problem found in a playbook file.
@@ -154,24 +158,34 @@ impl Diagnostic {
             Some((h, rest)) => (h.to_string(), Some(rest.to_string())),
             None => (plain, None),
         };
-        // Columns count characters; tabs are shown as one space so the caret lines up.
-        let chars: Vec<char> = text
+        // Columns count characters; tabs are shown as one space so the caret lines up. A long
+        // line is quoted as a window of at most `MAX_QUOTED` characters around the column (a
+        // 50 MB one-line file must not end up on stderr whole).
+        let col = col.saturating_sub(1) as usize;
+        let from = col.saturating_sub(MAX_QUOTED / 2);
+        let mut chars: Vec<char> = text
             .chars()
+            .skip(from)
+            .take(MAX_QUOTED + 1)
             .map(|c| if c == '\t' { ' ' } else { c })
             .collect();
-        let start = (col.saturating_sub(1) as usize).min(chars.len());
+        let cut_end = chars.len() > MAX_QUOTED;
+        chars.truncate(MAX_QUOTED);
+        let start = (col - from).min(chars.len());
         let width = underline_width(&chars[start..]);
         let gutter = line.to_string().len();
+        let (lead, pad) = if from > 0 { ("…", 1) } else { ("", 0) };
+        let tail = if cut_end { "…" } else { "" };
         let mut out = head;
         out.push_str(&format!("\n{:gutter$} |", ""));
         out.push_str(&format!(
-            "\n{line} | {}",
+            "\n{line} | {lead}{}{tail}",
             chars.iter().collect::<String>().trim_end()
         ));
         out.push_str(&format!(
             "\n{:gutter$} | {}{}",
             "",
-            " ".repeat(start),
+            " ".repeat(start + pad),
             "^".repeat(width)
         ));
         if let Some(h) = hint {
@@ -180,6 +194,9 @@ impl Diagnostic {
         out
     }
 }
+
+/// The longest part of a source line a diagnostic quotes, in characters.
+pub const MAX_QUOTED: usize = 160;
 
 /// How many characters of the offending token to underline: a quoted scalar to its closing
 /// quote, otherwise up to the next separator; at least one.

@@ -56,6 +56,12 @@ impl FactRequest<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every secret value of the connection, for a [`crate::scrub::Scrubber`] of the provider's
+    /// text.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.secrets.iter().map(|(_, v)| v.as_str())
+    }
+
     /// When the whole diagnosis must be done; a provider answers by then or gives up.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline

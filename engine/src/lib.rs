@@ -49,6 +49,7 @@ pub mod load;
 pub mod model;
 pub mod sandbox;
 pub mod schema;
+pub mod scrub;
 pub mod signals;
 pub mod time;
 pub mod wait;
@@ -56,7 +57,7 @@ mod yaml_path;
 
 pub use compile::Library;
 pub use diag::{Diagnostic, Severity};
-pub use eval::{ENGINE_VERSION, Event, EventError, Options, diagnose, diagnose_json};
+pub use eval::{ENGINE_VERSION, Event, EventError, Options, diagnose, diagnose_json, lint_budgets};
 pub use explain::Audience;
 pub use facts::{FactError, FactProvider, FactRequest};
 pub use load::Source;

@@ -2,17 +2,24 @@
 //!
 //! Built once per library from `Engine::new_raw()` (no file, module or network access, no
 //! `eval`, no wall clock), with limits on operations, call depth and value sizes so a looping
-//! or runaway script fails its own check with `error` instead of hanging a diagnosis.
+//! or runaway script fails its own check with `error` instead of hanging a diagnosis. On top of
+//! the operation limit, every evaluation has a wall-clock budget, and so has a whole diagnosis
+//! ([`SCRIPT_BUDGET`], [`DIAGNOSIS_BUDGET`]): Rhai's progress callback (and the native
+//! evaluator, every few loop iterations) looks at the clock, so a script whose operations are
+//! slow (big values, long strings) stops in time too. Values scripts hold are at most
+//! [`MAX_DEPTH`] arrays, maps and function pointers deep: dropping, cloning, comparing or
+//! printing a deeper one recurses once per level and could overflow a thread's stack.
 //!
 //! Helpers that need the current event (`signal`, `header`, `secret`, time helpers relative to
 //! the event's `occurred_at`) read a per-thread context that `eval` installs for the duration
 //! of one diagnosis; evaluation is synchronous on the calling thread, so this is sound.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::{LazyLock, RwLock};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use regex::bytes::Regex;
 
@@ -50,6 +57,238 @@ pub const MAX_STRING_SIZE: usize = 64 * 1024;
 pub const MAX_ARRAY_SIZE: usize = 10_000;
 pub const MAX_MAP_SIZE: usize = 10_000;
 
+/// Wall-clock budget of one script evaluation (native and interpreted runs together).
+pub const SCRIPT_BUDGET: Duration = Duration::from_millis(200);
+
+/// Wall-clock budget of the scripts of one diagnosis (time spent waiting for live facts is not
+/// counted); once it is spent, every further script stops at once.
+pub const DIAGNOSIS_BUDGET: Duration = Duration::from_millis(1500);
+
+/// How deep a value a script holds may nest arrays, maps and function pointers. Events parse
+/// to at most 128 levels (serde_json's limit) and stay exempt as they are read-only; scripts'
+/// own values stop here, far below what overflows a 2 MiB thread stack (a few thousand
+/// levels), in debug builds too.
+pub const MAX_DEPTH: usize = 64;
+
+/// Rhai operations (or native loop iterations, see `native::exec`) between looks at the clock.
+pub(crate) const CLOCK_EVERY: u64 = 64;
+
+/// Why a script was stopped before it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overrun {
+    /// The script ran past [`SCRIPT_BUDGET`].
+    Script,
+    /// The diagnosis ran past its budget ([`DIAGNOSIS_BUDGET`] by default).
+    Diagnosis,
+}
+
+/// Marks what a stopped script reports (tests and `whyfail test` look for it).
+pub const STOPPED: &str = "stopped: ";
+
+impl Overrun {
+    /// The check's detail: "stopped: the script ran past its 200 ms budget".
+    pub fn message(self) -> String {
+        match self {
+            Overrun::Script => format!(
+                "{STOPPED}the script ran past its {} ms budget",
+                SCRIPT_BUDGET.as_millis()
+            ),
+            Overrun::Diagnosis => format!(
+                "{STOPPED}the diagnosis ran past its time budget ({} ms by default); its remaining scripts were not run",
+                DIAGNOSIS_BUDGET.as_millis()
+            ),
+        }
+    }
+
+    fn token(self) -> &'static str {
+        match self {
+            Overrun::Script => "whyfail:script-budget",
+            Overrun::Diagnosis => "whyfail:diagnosis-budget",
+        }
+    }
+
+    /// The overrun behind an interpreter error, if that is what stopped it.
+    pub(crate) fn of(e: &rhai::EvalAltResult) -> Option<Overrun> {
+        use rhai::EvalAltResult as E;
+        match e {
+            E::ErrorTerminated(token, _) => {
+                let t = token.read_lock::<ImmutableString>()?;
+                [Overrun::Script, Overrun::Diagnosis]
+                    .into_iter()
+                    .find(|o| o.token() == t.as_str())
+            }
+            E::ErrorInFunctionCall(_, _, inner, _) => Overrun::of(inner),
+            _ => None,
+        }
+    }
+}
+
+/// The clock state of the current thread's diagnosis and script.
+struct Clock {
+    /// When the running script first looked at the clock (its first check, a few operations
+    /// in): a short script never reads the clock at all.
+    script_start: Cell<Option<Instant>>,
+    /// The native evaluator started the clock of the running script and gave up on it: the
+    /// interpreter, which runs the script next, keeps counting from that start.
+    handed_over: Cell<bool>,
+    diagnosis_end: Cell<Option<Instant>>,
+    /// The diagnosis budget is spent: scripts stop before they start.
+    expired: Cell<bool>,
+    /// Scripts started in this diagnosis (every `CLOCK_EVERY`th one looks at the clock, so a
+    /// playbook of many short scripts is bounded too).
+    runs: Cell<u64>,
+}
+
+thread_local! {
+    static CLOCK: Clock = const {
+        Clock {
+            script_start: Cell::new(None),
+            handed_over: Cell::new(false),
+            diagnosis_end: Cell::new(None),
+            expired: Cell::new(false),
+            runs: Cell::new(0),
+        }
+    };
+}
+
+/// Starts one script evaluation; `Err` when the diagnosis's budget is already spent.
+pub(crate) fn begin_script() -> Result<(), Overrun> {
+    CLOCK.with(|c| {
+        if c.expired.get() {
+            return Err(Overrun::Diagnosis);
+        }
+        c.handed_over.set(false);
+        let n = c.runs.get().wrapping_add(1);
+        c.runs.set(n);
+        if n.is_multiple_of(CLOCK_EVERY)
+            && c.diagnosis_end
+                .get()
+                .is_some_and(|end| Instant::now() >= end)
+        {
+            c.expired.set(true);
+            return Err(Overrun::Diagnosis);
+        }
+        Ok(())
+    })
+}
+
+/// Who looks at the clock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Looker {
+    /// The native evaluator's first look (starts the script's clock).
+    NativeFirst,
+    /// The interpreter's first look (starts the clock unless the native evaluator handed over).
+    RhaiFirst,
+    /// Any later look.
+    Again,
+}
+
+/// Whether the running script or the diagnosis is past its budget (reads the clock; called
+/// every [`CLOCK_EVERY`] operations, not on every one). A script's clock starts at its first
+/// look, so a script that stays short never reads the clock.
+pub(crate) fn look_at_clock(who: Looker) -> Option<Overrun> {
+    CLOCK.with(|c| {
+        let now = Instant::now();
+        if c.expired.get() || c.diagnosis_end.get().is_some_and(|end| now >= end) {
+            c.expired.set(true);
+            return Some(Overrun::Diagnosis);
+        }
+        let fresh = match who {
+            Looker::NativeFirst => true,
+            Looker::RhaiFirst => !c.handed_over.replace(false),
+            Looker::Again => c.script_start.get().is_none(),
+        };
+        if fresh {
+            c.script_start.set(Some(now));
+            c.handed_over.set(who == Looker::NativeFirst);
+            return None;
+        }
+        c.script_start
+            .get()
+            .filter(|start| now.duration_since(*start) >= SCRIPT_BUDGET)
+            .map(|_| Overrun::Script)
+    })
+}
+
+/// The native evaluator finished the script itself: nothing is handed over.
+pub(crate) fn native_done() {
+    CLOCK.with(|c| c.handed_over.set(false));
+}
+
+/// Gives the diagnosis more time (what waiting for live facts took).
+pub(crate) fn extend_diagnosis(by: Duration) {
+    CLOCK.with(|c| {
+        if let Some(end) = c.diagnosis_end.get() {
+            c.diagnosis_end.set(Some(end + by));
+        }
+    });
+}
+
+/// A diagnosis's budget on the current thread, until the guard drops (the previous state,
+/// say an enclosing diagnosis's, comes back then).
+pub(crate) struct BudgetGuard {
+    end: Option<Instant>,
+    expired: bool,
+    runs: u64,
+}
+
+pub(crate) fn budget(total: Duration) -> BudgetGuard {
+    CLOCK.with(|c| BudgetGuard {
+        end: c.diagnosis_end.replace(Instant::now().checked_add(total)),
+        expired: c.expired.replace(false),
+        runs: c.runs.replace(0),
+    })
+}
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        CLOCK.with(|c| {
+            c.diagnosis_end.set(self.end);
+            c.expired.set(self.expired);
+            c.runs.set(self.runs);
+        });
+    }
+}
+
+/// Containers (arrays, maps, function pointers) a value a script holds may be made of: as many
+/// as Rhai's size limits allow arrays and maps together. Function pointers' curried arguments
+/// escape Rhai's size check (`f = f.curry(f)` doubles `f` each time), so they count here.
+const MAX_NODES: usize = MAX_ARRAY_SIZE + MAX_MAP_SIZE;
+
+/// Whether `v` nests arrays, maps and function pointers (curried arguments) more than `levels`
+/// deep, or is made of more than [`MAX_NODES`] of them. Stops as soon as either is exceeded, so
+/// it is safe and bounded on any value, cycles through shared values included.
+pub(crate) fn too_deep(v: &Dynamic, levels: usize) -> bool {
+    let mut nodes = MAX_NODES;
+    exceeds(v, levels, &mut nodes)
+}
+
+fn exceeds(v: &Dynamic, levels: usize, nodes: &mut usize) -> bool {
+    if v.is_shared() {
+        // A value being written right now cannot be read; it is checked when it is next read.
+        return v
+            .read_lock::<Dynamic>()
+            .is_some_and(|inner| !inner.is_shared() && exceeds(&inner, levels, nodes));
+    }
+    if !(v.is_array() || v.is_map() || v.is_fnptr()) {
+        return false;
+    }
+    let (Some(levels), Some(left)) = (levels.checked_sub(1), nodes.checked_sub(1)) else {
+        return true;
+    };
+    *nodes = left;
+    if let Some(a) = v.read_lock::<Array>() {
+        return a.iter().any(|x| exceeds(x, levels, nodes));
+    }
+    if let Some(m) = v.read_lock::<Map>() {
+        return m.values().any(|x| exceeds(x, levels, nodes));
+    }
+    if let Some(f) = v.read_lock::<rhai::FnPtr>() {
+        return f.curry().iter().any(|x| exceeds(x, levels, nodes));
+    }
+    false
+}
+
 /// What helpers may know about the event being diagnosed.
 pub(crate) struct HelperCtx {
     pub now: i64,
@@ -59,7 +298,11 @@ pub(crate) struct HelperCtx {
     /// The literal pass over the haystack and the signals answered, once the first signal is
     /// asked for.
     scan: OnceCell<Scan>,
+    /// The library's `matches()` patterns (see [`PatternSet`]).
+    pub patterns: Arc<PatternSet>,
     haystack: OnceCell<ImmutableString>,
+    /// The event's scrubber, for text quoted cut short (`head`, `tail`), built when first needed.
+    scrubber: OnceCell<crate::scrub::Scrubber>,
     retry_hint: OnceCell<Option<INT>>,
     /// What `fact("name")` reads and records (see [`LiveCalls`]).
     live: RefCell<LiveCalls>,
@@ -82,6 +325,7 @@ impl HelperCtx {
         error: Dynamic,
         secrets: Arc<[(String, String)]>,
         signals: Arc<SignalSet>,
+        patterns: Arc<PatternSet>,
     ) -> Self {
         HelperCtx {
             now,
@@ -89,7 +333,9 @@ impl HelperCtx {
             secrets,
             signals,
             scan: OnceCell::new(),
+            patterns,
             haystack: OnceCell::new(),
+            scrubber: OnceCell::new(),
             retry_hint: OnceCell::new(),
             live: RefCell::new(LiveCalls::default()),
         }
@@ -136,6 +382,13 @@ impl HelperCtx {
         v
     }
 
+    /// The scrubber of this event's secrets (and every credential shape).
+    pub(crate) fn scrubber(&self) -> &crate::scrub::Scrubber {
+        self.scrubber.get_or_init(|| {
+            crate::scrub::Scrubber::new(self.secrets.iter().map(|(_, v)| v.as_str()))
+        })
+    }
+
     /// Message, code, body and `www-authenticate`, one per line: the text signals look at.
     pub fn haystack(&self) -> &str {
         self.haystack_shared().as_str()
@@ -158,6 +411,10 @@ impl HelperCtx {
                 {
                     s.push_str(&h);
                 }
+            }
+            // Each part is capped already (see `event`), their sum may not be.
+            if s.len() > MAX_STRING_SIZE {
+                s = crate::eval::event::cap(&s);
             }
             s.into()
         })
@@ -254,39 +511,100 @@ pub(crate) fn text_of(v: &Dynamic) -> Option<String> {
     }
 }
 
-/// Compiled `matches()` patterns, shared by every thread and by natively specialised scripts:
-/// patterns are string literals in practice, so each is compiled once per process.
-static REGEX_CACHE: LazyLock<RwLock<HashMap<String, Option<Arc<Regex>>>>> =
-    LazyLock::new(Default::default);
+/// A `matches()` or `secret_matches()` pattern written as a string literal in a playbook:
+/// checked when the library loads, compiled the first time an event needs it, and kept with
+/// the library (so the memory it takes is bounded by the playbooks, never by events).
+#[derive(Debug)]
+pub struct LazyRegex {
+    pattern: String,
+    re: OnceLock<Option<Regex>>,
+}
 
-/// `matches()` patterns match ASCII case-insensitively, like signals: Unicode case folding
-/// made each compiled pattern several times larger for error texts that are ASCII anyway.
-pub fn compile_ci(pattern: &str) -> Option<Arc<Regex>> {
-    if let Some(re) = REGEX_CACHE
-        .read()
-        .ok()
-        .and_then(|c| c.get(pattern).cloned())
-    {
-        return re;
+impl LazyRegex {
+    pub fn new(pattern: &str) -> Self {
+        LazyRegex {
+            pattern: pattern.to_string(),
+            re: OnceLock::new(),
+        }
     }
-    let re = regex::bytes::RegexBuilder::new(pattern)
+
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The compiled pattern (`None` if it does not compile; the loader reports that).
+    pub fn get(&self) -> Option<&Regex> {
+        self.re.get_or_init(|| compile_ci(&self.pattern)).as_ref()
+    }
+}
+
+/// The library's literal `matches()` patterns, by text. A pattern given at run time (built
+/// from event data, say) is matched as one of these when it is one, and as plain text
+/// otherwise: no regular expression is ever compiled from an event.
+#[derive(Debug, Default)]
+pub struct PatternSet {
+    by_text: HashMap<String, Arc<LazyRegex>>,
+}
+
+impl PatternSet {
+    pub fn get(&self, pattern: &str) -> Option<&LazyRegex> {
+        self.by_text.get(pattern).map(|p| &**p)
+    }
+
+    /// The shared entry for a literal pattern, added if new.
+    pub(crate) fn intern(&mut self, pattern: &str) -> Arc<LazyRegex> {
+        self.by_text
+            .entry(pattern.to_string())
+            .or_insert_with(|| Arc::new(LazyRegex::new(pattern)))
+            .clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_text.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_text.is_empty()
+    }
+}
+
+/// How many `matches()` patterns this process has compiled (each library literal at most once
+/// per library; never one per event): what the hostile-input tests count.
+static COMPILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// See [`COMPILED`].
+pub fn patterns_compiled() -> usize {
+    COMPILED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Patterns match ASCII case-insensitively, like signals: Unicode case folding made each
+/// compiled pattern several times larger for error texts that are ASCII anyway.
+pub fn compile_ci(pattern: &str) -> Option<Regex> {
+    COMPILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    regex::bytes::RegexBuilder::new(pattern)
         .case_insensitive(true)
         .unicode(false)
         .size_limit(1 << 20)
         .build()
         .ok()
-        .map(Arc::new);
-    if let Ok(mut cache) = REGEX_CACHE.write() {
-        if cache.len() > 4096 {
-            cache.clear();
-        }
-        cache.insert(pattern.to_string(), re.clone());
-    }
-    re
 }
 
-fn regex_match(text: &str, pattern: &str) -> bool {
-    compile_ci(pattern).is_some_and(|re| re.is_match(text.as_bytes()))
+/// `matches(text, pattern)` and `secret_matches`: the library's compiled pattern when
+/// `pattern` is one of its literals, else `pattern` as plain text (ASCII case-insensitively).
+pub(crate) fn match_pattern(text: &str, pattern: &str) -> bool {
+    let known = with_ctx(|c| {
+        c.patterns
+            .get(pattern)
+            .map(|p| p.get().is_some_and(|re| re.is_match(text.as_bytes())))
+    })
+    .flatten();
+    known.unwrap_or_else(|| contains_ascii_ci(text, pattern))
+}
+
+/// Whether `needle` occurs in `haystack`, ASCII case-insensitively.
+pub(crate) fn contains_ascii_ci(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// `has(x)`: neither `()` nor blank text.
@@ -384,9 +702,16 @@ fn best_message(c: &HelperCtx) -> String {
     }
 }
 
+/// `text` scrubbed before a quote cuts it: a credential cut in half (its name, scheme or
+/// start left out) could no longer be recognised in the output.
+fn scrubbed_for_quote(text: &str) -> String {
+    with_ctx(|c| c.scrubber().clean(text).into_owned())
+        .unwrap_or_else(|| crate::scrub::Scrubber::default().clean(text).into_owned())
+}
+
 /// `text` cut after about `max` characters at a word boundary, with "…".
 fn head(text: &str, max: usize) -> String {
-    let flat = text.replace(['\n', '\r'], " ");
+    let flat = scrubbed_for_quote(text).replace(['\n', '\r'], " ");
     if flat.chars().count() <= max {
         return flat;
     }
@@ -405,7 +730,7 @@ fn head(text: &str, max: usize) -> String {
 /// The last `max` characters of `text` with a leading "…": client error chains put the cause
 /// at the end.
 fn tail(text: &str, max: usize) -> String {
-    let flat = text.replace(['\n', '\r'], " ");
+    let flat = scrubbed_for_quote(text).replace(['\n', '\r'], " ");
     let n = flat.chars().count();
     if n <= max {
         return flat;
@@ -491,7 +816,7 @@ fn secret_matches(name: &str, pattern: &str) -> Dynamic {
         c.secrets
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| regex_match(v, pattern))
+            .map(|(_, v)| match_pattern(v, pattern))
     })
     .flatten()
     .map(Dynamic::from)
@@ -592,7 +917,44 @@ pub fn engine() -> Engine {
     e.set_max_modules(0);
     e.set_strict_variables(true);
     e.disable_symbol("eval");
-
+    // The wall clock, every CLOCK_EVERY operations (see `look_at_clock`).
+    e.on_progress(|ops| {
+        if !ops.is_multiple_of(CLOCK_EVERY) {
+            return None;
+        }
+        let who = if ops == CLOCK_EVERY {
+            Looker::RhaiFirst
+        } else {
+            Looker::Again
+        };
+        look_at_clock(who).map(|o| Dynamic::from(o.token()))
+    });
+    // Depth and size: a value only grows by being read from a variable and wrapped again, so a
+    // variable whose value is too deep (or, through function pointers, too big) stops the
+    // script before it grows further. Literal nesting is bounded by the expression depth
+    // limits. Constants are exempt: they cannot grow, and the event's sections, pushed as
+    // constants, are too big to walk on every read.
+    #[allow(deprecated)] // "volatile", not deprecated
+    e.on_var(|name, index, ctx| {
+        let scope = ctx.scope();
+        // `index` counts from the end of the scope (1 = the last variable), as `iter_raw` does.
+        let value = match index.checked_sub(1).and_then(|i| scope.iter_raw().nth(i)) {
+            Some((n, _, v)) if n == name => Some(v),
+            _ => scope.get(name),
+        };
+        match value {
+            Some(v) if !v.is_read_only() && too_deep(v, MAX_DEPTH) => {
+                Err(rhai::EvalAltResult::ErrorDataTooLarge(
+                    format!(
+                        "Value built by the script (over {MAX_DEPTH} levels of arrays and maps, or over {MAX_NODES} of them)"
+                    ),
+                    rhai::Position::NONE,
+                )
+                .into())
+            }
+            _ => Ok(None),
+        }
+    });
     register_helpers(&mut e);
     e
 }
@@ -753,7 +1115,7 @@ fn register_helpers(e: &mut Engine) {
             with_ctx(|c| c.header(name)).unwrap_or(Dynamic::UNIT)
         });
     e.register_fn("matches", |text: Dynamic, pattern: &str| {
-        text_of(&text).is_some_and(|t| regex_match(&t, pattern))
+        text_of(&text).is_some_and(|t| match_pattern(&t, pattern))
     });
     e.register_fn("contains_ci", |text: Dynamic, needle: &str| {
         text_of(&text).is_some_and(|t| t.to_lowercase().contains(&needle.to_lowercase()))

@@ -9,6 +9,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use url::Url;
 use whyfail_engine::FactRequest;
+use whyfail_engine::scrub::Scrubber;
 
 /// The connection's secrets. Never printed, never part of a fact.
 #[derive(Clone, Default)]
@@ -77,6 +78,9 @@ pub struct Conn {
     pub api_key_header: Option<String>,
     pub api_key_prefix: Option<String>,
     pub secrets: Secrets,
+    /// Masks every secret of the connection (all of `connection.secrets`, not only the four
+    /// above) and every credential shape in the provider's text.
+    pub scrubber: Scrubber,
 }
 
 fn url_field(req: &FactRequest<'_>, path: &str) -> Option<Url> {
@@ -138,6 +142,7 @@ impl Conn {
             api_key_header: f("connection.api_key.header_name"),
             api_key_prefix: f("connection.api_key.prefix"),
             secrets,
+            scrubber: Scrubber::new(req.secret_values()),
         }
     }
 

@@ -673,7 +673,7 @@ async fn refresh(cx: Arc<Ctx>) -> ProbeResult {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JWT claims and base64
+// JWT claims and base64 (the `base64` crate)
 // ---------------------------------------------------------------------------------------------
 
 /// The claims of a JWS-format token (`header.payload.signature`), decoded WITHOUT verifying the
@@ -696,58 +696,25 @@ pub fn decode_jwt_claims(token: &str) -> Option<Value> {
         .filter(Value::is_object)
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (RFC 4648 §4), for the Basic header. Hand-rolled because the
-/// crate takes no base64 dependency for a dozen lines.
+/// Standard base64 with padding (RFC 4648 §4), for the Basic header.
 fn base64_encode(input: &[u8]) -> String {
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(B64[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 /// Base64url (RFC 4648 §5) without or with padding; the standard alphabet's `+` and `/` are
 /// accepted too, since tokens from some issuers are not strictly url-safe.
 fn base64_decode(input: &str) -> Option<Vec<u8>> {
-    let input = input.trim_end_matches('=');
-    if input.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(input.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in input.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+    URL_SAFE
+        .decode(input)
+        .or_else(|_| STANDARD.decode(input))
+        .ok()
 }
 
 #[cfg(test)]

@@ -126,15 +126,22 @@ pub enum Creds {
 }
 
 impl Ctx {
-    /// Removes any secret of the connection from provider-supplied text.
+    /// Removes any secret of the connection, and any credential shape, from provider-supplied
+    /// text (the engine's one scrubber).
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in self.conn.secrets.values() {
-            if out.contains(s) {
-                out = out.replace(s, "[redacted]");
-            }
+        self.scrubber().clean(text).into_owned()
+    }
+
+    /// The connection's scrubber: the one built from all of `connection.secrets`, or, for a
+    /// connection made by hand (no request behind it), one of its four known secrets.
+    pub fn scrubber(&self) -> std::borrow::Cow<'_, whyfail_engine::scrub::Scrubber> {
+        if self.conn.scrubber.has_secrets() {
+            std::borrow::Cow::Borrowed(&self.conn.scrubber)
+        } else {
+            std::borrow::Cow::Owned(whyfail_engine::scrub::Scrubber::new(
+                self.conn.secrets.values(),
+            ))
         }
-        out
     }
 
     /// Sends a request through the guard. With credentials, the URL must be on one of the

@@ -50,40 +50,8 @@ impl FactProvider for RecordingProvider<'_> {
     }
 }
 
-/// A stand-in for a secret with the same shape: the prefix that names its kind (`ghp_`,
-/// `sk_live_`, `xoxb-`) kept, letters and digits replaced by `x`/`X`/`0`, everything else
-/// (whitespace, punctuation, length) unchanged, so checks of a secret's shape decide the same.
-pub fn mask_secret(secret: &str) -> String {
-    // The longest prefix of alphabetic words each ending in `_` or `-`, at most 9 characters.
-    let mut keep = 0;
-    let mut word = 0;
-    for (i, c) in secret.char_indices().take(9) {
-        if c.is_ascii_alphabetic() {
-            word += 1;
-        } else if (c == '_' || c == '-') && word > 0 {
-            keep = i + 1;
-            word = 0;
-        } else {
-            break;
-        }
-    }
-    secret
-        .char_indices()
-        .map(|(i, c)| {
-            if i < keep {
-                c
-            } else if c.is_ascii_digit() {
-                '0'
-            } else if c.is_uppercase() {
-                'X'
-            } else if c.is_alphabetic() {
-                'x'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
+/// A stand-in for a secret with the same shape (the engine's scrubber makes them).
+pub use whyfail_engine::scrub::mask_secret;
 
 #[cfg(test)]
 mod tests {

@@ -303,12 +303,7 @@ impl Answer {
 
 /// Scrubs every string of a fact: providers echo tokens in bodies, headers and redirects.
 fn scrub_all(cx: &Ctx, v: &mut Value) {
-    match v {
-        Value::String(s) => *s = cx.scrub(s),
-        Value::Array(items) => items.iter_mut().for_each(|i| scrub_all(cx, i)),
-        Value::Object(m) => m.values_mut().for_each(|i| scrub_all(cx, i)),
-        _ => {}
-    }
+    cx.scrubber().clean_json(v);
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {

@@ -39,7 +39,13 @@ pub fn run(args: Args) -> u8 {
         return USAGE;
     }
     let extra: Vec<PathBuf> = args.path.iter().cloned().collect();
-    let (lib, diags) = whyfail::load_library(&extra, true);
+    let (lib, mut diags) = whyfail::load_library(&extra, true);
+    // Each script once on an empty event: one that loops regardless of the event is stopped
+    // by its time budget on every event.
+    diags.extend(whyfail_engine::lint_budgets(
+        &lib,
+        std::time::Duration::from_secs(5),
+    ));
     let errors = diags
         .iter()
         .filter(|d| d.severity == Severity::Error)

@@ -22,6 +22,7 @@ use whyfail_engine::diag::{Diagnostic, Severity, closest, code};
 use whyfail_engine::load::{self, Source, Spanned};
 use whyfail_engine::model::playbook::{DispositionKind, Role};
 use whyfail_engine::model::resolution::{Confidence, NodeKind, Outcome, Resolution, Status};
+use whyfail_engine::sandbox::{SCRIPT_BUDGET, STOPPED};
 use whyfail_engine::{Event, Library, Options, diagnose};
 use whyfail_providers::FixtureProvider;
 
@@ -811,7 +812,22 @@ fn run_test(
         }
     }
     unit.result = Some(summary(&res));
-    let (mismatches, interest) = compare(&tc.expect, &res);
+    let (mut mismatches, mut interest) = compare(&tc.expect, &res);
+    // A script stopped by its time budget is a playbook bug whatever the expectations say.
+    for step in &res.path {
+        if let Some(d) = step.detail.as_deref().filter(|d| d.starts_with(STOPPED)) {
+            mismatches.push(Mismatch {
+                expect: "every script to finish within its time budget".to_string(),
+                want: json!(format!(
+                    "`{}` done within {} ms",
+                    step.node,
+                    SCRIPT_BUDGET.as_millis()
+                )),
+                got: json!(format!("`{}` {d}", step.node)),
+            });
+            interest.push(step.node.clone());
+        }
+    }
     if !mismatches.is_empty() {
         let ctx = ReadCtx::new(&event, &facts);
         unit.decisions = decisions(lib, &res, &interest, &ctx);

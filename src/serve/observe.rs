@@ -31,6 +31,9 @@ pub(crate) const MAX_LOGGED_ID: usize = 128;
 
 /// `id` as logged: whole up to [`MAX_LOGGED_ID`] characters, else its start and a marker.
 pub(crate) fn capped(id: &str) -> String {
+    // The engine scrubbed the listed secrets already; credential shapes are masked again here
+    // so nothing logged depends on where the id came from.
+    let id = &*whyfail_engine::scrub::Scrubber::default().clean(id);
     match id.char_indices().nth(MAX_LOGGED_ID) {
         None => id.to_string(),
         Some((end, _)) => {

@@ -146,6 +146,8 @@ pub struct Library {
     pub(crate) playbooks: Vec<Arc<Playbook>>,
     pub(crate) actions: BTreeMap<String, Arc<ActionDef>>,
     pub(crate) signals: Arc<SignalSet>,
+    /// Every literal `matches()` pattern of the library's scripts, compiled on first use.
+    pub(crate) patterns: Arc<crate::sandbox::PatternSet>,
     signal_defs: Vec<SignalDef>,
     hash: String,
 }
@@ -230,12 +232,14 @@ impl Library {
             ));
         }
         let hash = hash_sources(layers);
+        let patterns = Arc::new(compiler.take_patterns());
         (
             Library {
                 engine,
                 playbooks,
                 actions,
                 signals,
+                patterns,
                 signal_defs,
                 hash,
             },
@@ -256,7 +260,57 @@ impl Library {
         self.actions.values()
     }
 
+    /// Every compiled script of the library, template placeholders included, once each: the
+    /// playbooks' matchers, steps, checks, evidence and explanations, dispositions and every
+    /// action's steps, params and `when`.
+    pub fn scripts(&self) -> Vec<&Script> {
+        fn template<'a>(out: &mut Vec<&'a Script>, t: Option<&'a Template>) {
+            for seg in t.iter().flat_map(|t| t.segments.iter()) {
+                if let Segment::Expr(s) = seg {
+                    out.push(s);
+                }
+            }
+        }
+        fn check<'a>(out: &mut Vec<&'a Script>, c: &'a Check) {
+            out.push(&c.script);
+            template(out, c.evidence.as_ref());
+            template(out, c.evidence_fail.as_ref());
+        }
+        fn disposition<'a>(out: &mut Vec<&'a Script>, d: &'a Option<DispositionDef>) {
+            out.extend(d.iter().flat_map(|d| d.retry_after.iter()));
+        }
+        let mut out = Vec::new();
+        for pb in &self.playbooks {
+            out.push(&pb.matcher);
+            for n in &pb.nodes {
+                match n {
+                    Node::Step(s) => check(&mut out, &s.check),
+                    Node::Cause(c) => {
+                        template(&mut out, c.explain.as_ref());
+                        c.checks.iter().for_each(|k| check(&mut out, k));
+                        disposition(&mut out, &c.disposition);
+                    }
+                }
+            }
+            disposition(&mut out, &pb.inconclusive.disposition);
+        }
+        for a in self.actions.values() {
+            for t in &a.steps {
+                template(&mut out, Some(t));
+            }
+            out.extend(a.params.iter().map(|(_, s)| s));
+            out.extend(a.when.iter());
+        }
+        out
+    }
+
     /// `sha256:` and 16 hex digits identifying the exact playbook sources.
+    /// How many literal `matches()` patterns the library's scripts hold: the most it will ever
+    /// compile, whatever events it diagnoses.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
     pub fn hash(&self) -> &str {
         &self.hash
     }
@@ -471,7 +525,7 @@ fn compile_action(
             diags,
         )
     });
-    if diags.len() != before {
+    if diags[before..].iter().any(Diagnostic::is_error) {
         return None;
     }
     let disposition = a.disposition.unwrap_or(match a.actor {

@@ -499,7 +499,8 @@ pub(super) fn compile(
         ok &= ok3;
     }
 
-    if cx.diags.len() != before || !ok {
+    // Warnings (a computed pattern, say) do not leave a playbook out; errors do.
+    if cx.diags[before..].iter().any(Diagnostic::is_error) || !ok {
         return None;
     }
     let graph = build_graph(raw, &nodes, &start);

@@ -3,16 +3,17 @@
 //! Everything here runs at load time: each script is parsed once into an AST that evaluation
 //! reuses for every event, and each template is split once into literal text and placeholders.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
-use rhai::{AST, Engine, Scope};
+use rhai::{AST, ASTNode, Engine, Expr, FnCallExpr, Position, Scope, Stmt};
 use serde_saphyr::Spanned;
 
-use super::native::{Native, specialise};
+use super::native::{Known, Native, specialise};
 use crate::diag::{Diagnostic, code, did_you_mean};
-use crate::sandbox::SCOPE_VARS;
+use crate::sandbox::{PatternSet, SCOPE_VARS};
 use crate::signals::SignalSet;
 
 /// A compiled expression or script.
@@ -24,6 +25,17 @@ pub struct Script {
     pub reads: Arc<[String]>,
     /// The same script specialised to native code, when its shape allows (see `native`).
     pub native: Option<Arc<Native>>,
+    /// Where it is written, for diagnostics found after loading (`whyfail check`'s run).
+    pub origin: Arc<Origin>,
+}
+
+/// Where a script is written: file, YAML path, line and column of its first character.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub file: String,
+    pub yaml_path: String,
+    pub line: u64,
+    pub column: u64,
 }
 
 /// Where a script or template sits in its YAML file.
@@ -41,6 +53,8 @@ pub struct Compiler<'a> {
     /// (whose location is the opening quote) apart without scanning the file for each one.
     sources: HashMap<&'a str, (&'a str, Vec<usize>)>,
     scope: Scope<'static>,
+    /// Literal `matches()` / `secret_matches()` patterns of every script compiled so far.
+    patterns: RefCell<PatternSet>,
 }
 
 impl<'a> Compiler<'a> {
@@ -69,7 +83,13 @@ impl<'a> Compiler<'a> {
             signals,
             sources,
             scope,
+            patterns: RefCell::new(PatternSet::default()),
         }
+    }
+
+    /// The literal patterns of every script compiled, for the library to keep.
+    pub fn take_patterns(&self) -> PatternSet {
+        self.patterns.take()
     }
 
     /// Compiles an expression (`expr`, `applies_when`, params) or a script (`script`).
@@ -145,12 +165,29 @@ impl<'a> Compiler<'a> {
         };
         let before = diags.len();
         self.check_signals(text, line, col, site, diags);
+        if let Ok(ast) = &compiled {
+            self.check_calls(ast, text, (line, col), site, diags);
+        }
+        let known = Known {
+            signals: self.signals,
+            patterns: &self.patterns,
+        };
         match compiled {
-            Ok(ast) => (diags.len() == before).then(|| Script {
+            Ok(ast) if diags[before..].iter().any(Diagnostic::is_error) => {
+                let _ = ast;
+                None
+            }
+            Ok(ast) => Some(Script {
                 source: Arc::from(text),
-                native: specialise(&ast, self.signals, text).map(Arc::new),
+                native: specialise(&ast, &known, text).map(Arc::new),
                 ast: Arc::new(ast),
                 reads: reads_of(text).into(),
+                origin: Arc::new(Origin {
+                    file: site.file.to_string(),
+                    yaml_path: site.yaml_path.to_string(),
+                    line,
+                    column: col,
+                }),
             }),
             Err(e) => {
                 // "Incomplete" errors carry no position: point just past the end of the script.
@@ -185,6 +222,166 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// Calls a script makes: every function must exist with that many arguments (a typo only
+    /// shows up at run time as an `error`), `import` is refused (the sandbox has no modules),
+    /// and `matches()` patterns must be literals, which are checked here and compiled once for
+    /// the library; a pattern computed at run time is matched as plain text.
+    fn check_calls(
+        &self,
+        ast: &AST,
+        text: &str,
+        (line, col): (u64, u64),
+        site: Site<'_>,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let at = |pos: Position| map_position(text, line, col, pos.line(), pos.position());
+        let own: HashSet<(&str, usize)> = ast
+            .iter_fn_def()
+            .map(|f| (f.name.as_str(), f.params.len()))
+            .collect();
+        let mut visit = |f: &FnCallExpr, method: bool, pos: Position| {
+            if f.op_token.is_some() || f.is_operator_call() {
+                return;
+            }
+            let name = f.name.as_str();
+            let arity = f.args.len() + usize::from(method);
+            if !f.namespace.is_empty() {
+                let (l, c) = at(pos);
+                diags.push(
+                    Diagnostic::error(
+                        code::MODULE_UNAVAILABLE,
+                        site.file,
+                        format!("`{}::{name}`: scripts have no modules", f.namespace),
+                    )
+                    .at_path(site.yaml_path)
+                    .at(l, c)
+                    .hint("call the helpers and Rhai's built-in functions directly"),
+                );
+                return;
+            }
+            // The pattern argument of `matches(text, p)` / `text.matches(p)`, and of
+            // `secret_matches(name, p)`.
+            if matches!(name, "matches" | "secret_matches")
+                && arity == 2
+                && let Some(p) = f.args.last()
+            {
+                self.check_pattern(p, at(p.position()), site, diags);
+            }
+            if own.contains(&(name, arity)) || is_known_function(name, arity) {
+                return;
+            }
+            let (l, c) = at(pos);
+            let arities = known_arities(name);
+            let (message, hint) = if arities.is_empty() {
+                (
+                    format!("unknown function `{name}`"),
+                    did_you_mean(name, known_names()).unwrap_or_else(|| {
+                        "scripts may call the helpers listed in docs/authoring.md and Rhai's built-in functions"
+                            .to_string()
+                    }),
+                )
+            } else {
+                (
+                    format!(
+                        "function `{name}` does not take {arity} argument{}",
+                        if arity == 1 { "" } else { "s" }
+                    ),
+                    format!(
+                        "it takes {}{}",
+                        arities
+                            .iter()
+                            .map(usize::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" or "),
+                        if method {
+                            " (a method call counts the value before the dot)"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            };
+            diags.push(
+                Diagnostic::warning(code::UNKNOWN_FUNCTION, site.file, message)
+                    .at_path(site.yaml_path)
+                    .at(l, c)
+                    .hint(hint),
+            );
+        };
+        let mut imports = Vec::new();
+        ast.walk(&mut |path: &[ASTNode]| {
+            match path.last() {
+                Some(ASTNode::Expr(Expr::FnCall(f, pos))) => visit(f, false, *pos),
+                Some(ASTNode::Expr(Expr::MethodCall(f, pos))) => visit(f, true, *pos),
+                Some(ASTNode::Stmt(Stmt::FnCall(f, pos))) => visit(f, false, *pos),
+                Some(ASTNode::Stmt(Stmt::Import(_, pos))) => imports.push(*pos),
+                _ => {}
+            }
+            true
+        });
+        for pos in imports {
+            let (l, c) = at(pos);
+            diags.push(
+                Diagnostic::error(
+                    code::MODULE_UNAVAILABLE,
+                    site.file,
+                    "`import`: scripts have no modules",
+                )
+                .at_path(site.yaml_path)
+                .at(l, c)
+                .hint("call the helpers and Rhai's built-in functions directly"),
+            );
+        }
+    }
+
+    /// A `matches()` pattern: a literal must be a valid regular expression (it joins the
+    /// library's patterns); anything else is matched as plain text, which the author is told.
+    fn check_pattern(
+        &self,
+        p: &Expr,
+        (l, c): (u64, u64),
+        site: Site<'_>,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let Expr::StringConstant(pattern, _) = p else {
+            diags.push(
+                Diagnostic::warning(
+                    code::DYNAMIC_PATTERN,
+                    site.file,
+                    "this pattern is computed when the script runs, so it is matched as plain text (case-insensitively), not as a regular expression",
+                )
+                .at_path(site.yaml_path)
+                .at(l, c)
+                .hint("write the pattern as a string literal; to compare with an event value, use `contains_ci(text, value)` or `==`"),
+            );
+            return;
+        };
+        let parsed = regex_syntax::ParserBuilder::new()
+            .case_insensitive(true)
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(pattern);
+        match parsed {
+            Ok(_) => {
+                self.patterns.borrow_mut().intern(pattern);
+            }
+            Err(e) => diags.push(
+                Diagnostic::error(
+                    code::INVALID_REGEX,
+                    site.file,
+                    format!(
+                        "invalid regular expression: {}",
+                        e.to_string().lines().last().unwrap_or("").trim()
+                    ),
+                )
+                .at_path(site.yaml_path)
+                .at(l, c)
+                .hint("patterns use Rust regex syntax and match ASCII case-insensitively"),
+            ),
+        }
+    }
+
     /// `signal("name")` with a literal name must name a known signal.
     fn check_signals(
         &self,
@@ -215,6 +412,60 @@ impl<'a> Compiler<'a> {
             }
         }
     }
+}
+
+/// Functions scripts can call, by name and number of arguments: the sandbox's packages and
+/// helpers (from a sandbox engine, once), and Rhai's keyword functions.
+static KNOWN_FUNCTIONS: LazyLock<HashMap<String, Vec<usize>>> = LazyLock::new(|| {
+    let engine = crate::sandbox::engine();
+    let mut known: HashMap<String, Vec<usize>> = HashMap::new();
+    let fns = engine.collect_fn_metadata(
+        None,
+        |info| Some((info.metadata.name.to_string(), info.metadata.num_params)),
+        true,
+    );
+    for (name, n) in fns {
+        let arities = known.entry(name).or_default();
+        if !arities.contains(&n) {
+            arities.push(n);
+        }
+    }
+    for a in known.values_mut() {
+        a.sort_unstable();
+    }
+    known
+});
+
+/// Rhai's keyword functions, which take any number of arguments as far as this check goes.
+const KEYWORD_FUNCTIONS: &[&str] = &[
+    "Fn",
+    "call",
+    "curry",
+    "type_of",
+    "print",
+    "debug",
+    "is_shared",
+    "is_def_var",
+    "is_def_fn",
+];
+
+fn is_known_function(name: &str, arity: usize) -> bool {
+    KEYWORD_FUNCTIONS.contains(&name)
+        || KNOWN_FUNCTIONS
+            .get(name)
+            .is_some_and(|a| a.contains(&arity))
+}
+
+fn known_arities(name: &str) -> Vec<usize> {
+    KNOWN_FUNCTIONS.get(name).cloned().unwrap_or_default()
+}
+
+fn known_names() -> impl Iterator<Item = &'static str> {
+    KNOWN_FUNCTIONS
+        .keys()
+        .map(String::as_str)
+        .filter(|n| n.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && !n.contains('$'))
+        .chain(KEYWORD_FUNCTIONS.iter().copied())
 }
 
 fn lowercase_first(s: &str) -> String {

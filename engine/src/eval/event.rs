@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Map};
 
-use crate::sandbox::SCOPE_VARS;
+use crate::sandbox::{MAX_STRING_SIZE, SCOPE_VARS};
 use crate::time;
 
 /// Why an input is not a usable failure event. Never contains event values.
@@ -42,8 +42,13 @@ pub struct Event {
 impl Event {
     /// Parses one event from JSON text.
     pub fn parse(json: &str) -> Result<Event, EventError> {
-        let root: Dynamic =
-            serde_json::from_str(json).map_err(|e| EventError::Json(e.to_string()))?;
+        let root: Dynamic = serde_json::from_str(json).map_err(|e| {
+            EventError::Json(
+                crate::scrub::Scrubber::default()
+                    .clean(&e.to_string())
+                    .into_owned(),
+            )
+        })?;
         let map = root.try_cast::<Map>().ok_or(EventError::NotAnObject)?;
         Event::from_map(map)
     }
@@ -53,6 +58,9 @@ impl Event {
             None => return Err(EventError::MissingError),
             Some(e) if !e.is_map() => return Err(EventError::ErrorNotObject),
             Some(_) => {}
+        }
+        for v in map.values_mut() {
+            cap_strings(v);
         }
         let mut secrets = Vec::new();
         let mut oauth = Dynamic::UNIT;
@@ -160,10 +168,47 @@ impl Event {
     pub(crate) fn secret_values(&self) -> impl Iterator<Item = &str> {
         self.secrets.iter().map(|(_, v)| v.as_str())
     }
+}
 
-    pub(crate) fn has_secrets(&self) -> bool {
-        !self.secrets.is_empty()
+/// What a string cut to the scripts' size limit ends with.
+pub const TRUNCATED: &str = " …[truncated]";
+
+/// Cuts every string longer than scripts may hold ([`MAX_STRING_SIZE`]) to fit, at a word
+/// boundary when there is one near the end (so a token is not cut in half), with a marker:
+/// a huge error text is read, capped, rather than failing every check that touches it.
+fn cap_strings(v: &mut Dynamic) {
+    if let Some(mut m) = v.write_lock::<Map>() {
+        m.values_mut().for_each(cap_strings);
+        return;
     }
+    if let Some(mut a) = v.write_lock::<rhai::Array>() {
+        a.iter_mut().for_each(cap_strings);
+        return;
+    }
+    let long = v
+        .read_lock::<rhai::ImmutableString>()
+        .filter(|s| s.len() > MAX_STRING_SIZE)
+        .map(|s| cap(&s));
+    if let Some(short) = long {
+        *v = short.into();
+    }
+}
+
+/// `text` cut to at most [`MAX_STRING_SIZE`] bytes, marker included.
+pub(crate) fn cap(text: &str) -> String {
+    if text.len() <= MAX_STRING_SIZE {
+        return text.to_string();
+    }
+    let mut end = MAX_STRING_SIZE - TRUNCATED.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    let cut = head
+        .rfind(char::is_whitespace)
+        .filter(|i| end - i < 1024)
+        .unwrap_or(end);
+    format!("{}{TRUNCATED}", &text[..cut])
 }
 
 #[cfg(test)]
@@ -176,6 +221,23 @@ mod tests {
         assert_eq!(e.secret_values().collect::<Vec<_>>(), vec!["sk_live_abc"]);
         assert!(!e.root.to_string().contains("sk_live_abc"));
         assert!(e.section("oauth").to_string().contains("has_refresh_token"));
+    }
+
+    #[test]
+    fn strings_over_the_script_limit_are_capped_with_a_marker() {
+        let long = format!("{} the end", "word ".repeat(20_000));
+        let e = Event::parse(
+            &serde_json::json!({"error": {"message": long, "body": {"items": [long]}}}).to_string(),
+        )
+        .unwrap();
+        let error = e.section("error");
+        let message = crate::sandbox::dig(&error, "message").to_string();
+        assert!(message.len() <= MAX_STRING_SIZE, "{}", message.len());
+        assert!(message.ends_with(TRUNCATED) && message.starts_with("word word"));
+        assert!(!message.contains("the end"));
+        let item = crate::sandbox::dig(&error, "body.items.0").to_string();
+        assert_eq!(item, message);
+        assert_eq!(cap("short"), "short");
     }
 
     #[test]

@@ -9,7 +9,6 @@
 
 pub mod event;
 mod rank;
-mod scrub;
 mod statement;
 pub(crate) mod walk;
 mod worlds;
@@ -28,10 +27,10 @@ use crate::model::resolution::{
     SettledBy, Status, Symptom, TraceStep,
 };
 use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
+use crate::scrub::Scrubber;
 use crate::time;
 pub use event::{Event, EventError};
 use rank::{Ranked, Walked};
-use scrub::Scrubber;
 use walk::{Value, Walker};
 
 /// The engine's version, stamped on every resolution.
@@ -71,8 +70,11 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         event.section("error"),
         event.secrets.clone(),
         lib.signals.clone(),
+        lib.patterns.clone(),
     ));
     let _guard = sandbox::install(helper.clone());
+    // However the playbooks behave, their scripts stop within this budget (see `sandbox`).
+    let _budget = sandbox::budget(sandbox::DIAGNOSIS_BUDGET);
 
     let facts = Dynamic::from_map(Map::new()).into_shared();
     helper.set_facts(facts.clone());
@@ -81,7 +83,7 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
     for (var, value) in SCOPE_VARS.iter().zip(&vars) {
         scope.push_constant_dynamic(*var, value.clone());
     }
-    let scrub = Scrubber::new(event);
+    let scrub = Scrubber::new(event.secret_values());
     let mut fetched = Vec::new();
     let mut w = Walker {
         lib,
@@ -115,6 +117,88 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
     finish(&mut w, event, lib, walked, opts.audience)
 }
 
+/// Runs every script of the library once, under the usual budgets, on an event with nothing
+/// in it (`{"error": {}}`), and reports each one that ran past its budget: a script that loops
+/// without reading the event runs past it on every event. `whyfail check` calls this. The
+/// whole run stops after `total`, with one warning saying which scripts were not run.
+pub fn lint_budgets(lib: &Library, total: std::time::Duration) -> Vec<crate::Diagnostic> {
+    use crate::diag::{Diagnostic, code};
+    let Ok(event) = Event::parse(r#"{"error":{}}"#) else {
+        return Vec::new();
+    };
+    let now = time::wall_clock();
+    let helper = Rc::new(HelperCtx::new(
+        now,
+        event.section("error"),
+        event.secrets.clone(),
+        lib.signals.clone(),
+        lib.patterns.clone(),
+    ));
+    let _guard = sandbox::install(helper.clone());
+    let _budget = sandbox::budget(total);
+    let facts = Dynamic::from_map(Map::new()).into_shared();
+    let vars = event.scope_values(facts.clone(), now);
+    let mut scope = Scope::new();
+    for (var, value) in SCOPE_VARS.iter().zip(&vars) {
+        scope.push_constant_dynamic(*var, value.clone());
+    }
+    let scrub = Scrubber::new(event.secret_values());
+    let mut fetched = Vec::new();
+    let mut w = Walker {
+        lib,
+        vars: &vars,
+        helper: &helper,
+        scope: &mut scope,
+        facts: &facts,
+        event: &event.root,
+        secrets: &event.secrets,
+        provider: None,
+        scrub: &scrub,
+        fetched: &mut fetched,
+        deadline: None,
+        cancel: None,
+        trace: None,
+        playbook: "",
+        worlds: std::cell::OnceCell::new(),
+    };
+    let mut diags = Vec::new();
+    let scripts = lib.scripts();
+    for (n, script) in scripts.iter().enumerate() {
+        let Value::Failed(why) = w.run(script) else {
+            continue;
+        };
+        let at = &script.origin;
+        if why == sandbox::Overrun::Script.message() {
+            diags.push(
+                Diagnostic::warning(
+                    code::SCRIPT_BUDGET,
+                    &at.file,
+                    format!(
+                        "the script ran past its {} ms budget on an event with nothing in it; it would be stopped (an `error` outcome) on every event",
+                        sandbox::SCRIPT_BUDGET.as_millis()
+                    ),
+                )
+                .at_path(&at.yaml_path)
+                .at(at.line, at.column)
+                .hint("bound its loops by the event's data, not by a large constant"),
+            );
+        } else if why == sandbox::Overrun::Diagnosis.message() {
+            diags.push(Diagnostic::warning(
+                code::SCRIPT_BUDGET,
+                &at.file,
+                format!(
+                    "running each script once took more than {} ms in all; {} of {} scripts were not run",
+                    total.as_millis(),
+                    scripts.len() - n,
+                    scripts.len()
+                ),
+            ));
+            break;
+        }
+    }
+    diags
+}
+
 fn finish(
     w: &mut Walker<'_>,
     event: &Event,
@@ -123,7 +207,7 @@ fn finish(
     audience: Audience,
 ) -> Resolution {
     let mut res = Resolution {
-        event_id: event.event_id.as_deref().map(|id| w.scrub.clean(id)),
+        event_id: event.event_id.clone(),
         engine_version: ENGINE_VERSION.to_string(),
         playbook_set: lib.hash().to_string(),
         status: Status::NoMatch,
@@ -145,8 +229,12 @@ fn finish(
     if !walked.is_empty() {
         build(w, event, walked, &mut res);
     }
-    res.explanation = w.scrub.clean(&explain::render(&res, audience));
     res.trace = w.trace.take().unwrap_or_default();
+    // Every text of the resolution, trace included, through the one scrubber; the explanation
+    // is told from the scrubbed resolution and scrubbed again (it quotes the event too).
+    w.scrub.clean_resolution(&mut res);
+    res.explanation = explain::render(&res, audience);
+    w.scrub.clean_string(&mut res.explanation);
     res
 }
 
@@ -232,7 +320,7 @@ fn build(w: &mut Walker<'_>, event: &Event, walked: Vec<Walked<'_>>, res: &mut R
             res.candidates.push(Candidate {
                 id: cause.id.clone(),
                 title: cause.title.clone(),
-                why_open: w.scrub.clean(&why_open),
+                why_open,
                 confidence: r.confidence,
                 symptom: walk.pb.id.clone(),
             });
@@ -393,7 +481,7 @@ fn render_action(w: &mut Walker<'_>, a: &ActionDef) -> Action {
             }
             let json: serde_json::Value =
                 rhai::serde::from_dynamic(&v).unwrap_or(serde_json::Value::Null);
-            params.insert(name.clone(), scrub_json(w, json));
+            params.insert(name.clone(), json);
         }
     }
     let steps = a.steps.iter().map(|t| w.render(t)).collect();
@@ -404,22 +492,6 @@ fn render_action(w: &mut Walker<'_>, a: &ActionDef) -> Action {
         automatic: a.automatic,
         params,
         steps,
-    }
-}
-
-fn scrub_json(w: &Walker<'_>, v: serde_json::Value) -> serde_json::Value {
-    if !w.scrub.is_active() {
-        return v;
-    }
-    match v {
-        serde_json::Value::String(s) => serde_json::Value::String(w.scrub.clean(&s)),
-        serde_json::Value::Array(a) => {
-            serde_json::Value::Array(a.into_iter().map(|x| scrub_json(w, x)).collect())
-        }
-        serde_json::Value::Object(o) => {
-            serde_json::Value::Object(o.into_iter().map(|(k, x)| (k, scrub_json(w, x))).collect())
-        }
-        other => other,
     }
 }
 

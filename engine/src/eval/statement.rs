@@ -753,6 +753,7 @@ mod tests {
             event.section("error"),
             Vec::new().into(),
             Default::default(),
+            Default::default(),
         );
         specific_statement(&event, &helper)
     }

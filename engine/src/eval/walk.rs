@@ -12,12 +12,12 @@ use rhai::{Dynamic, EvalAltResult, Map, Scope};
 
 use crate::compile::native::{NativeCtx, Stop};
 use crate::compile::{Cause, Check, Library, Node, Playbook, Script, Segment, Template};
-use crate::eval::scrub::Scrubber;
 use crate::eval::worlds::{World, Worlds};
 use crate::facts::{FactProvider, FactRequest};
 use crate::model::playbook::{Basis, Role};
 use crate::model::resolution::{Confidence, NodeKind, Outcome, PathStep, TraceStep};
-use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
+use crate::sandbox::{self, HelperCtx, Overrun, SCOPE_VARS};
+use crate::scrub::Scrubber;
 
 /// A cause's verdict.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub(crate) struct Walker<'a> {
     pub event: &'a Dynamic,
     pub secrets: &'a [(String, String)],
     pub provider: Option<&'a dyn FactProvider>,
-    pub scrub: &'a Scrubber<'a>,
+    pub scrub: &'a Scrubber,
     /// Facts already fetched (or failed) in this diagnosis: name → error reason if failed.
     pub fetched: &'a mut Vec<(String, Option<String>)>,
     /// When live facts must have arrived; a probe still running then makes its checks unknown.
@@ -80,6 +80,9 @@ impl Walker<'_> {
         if self.cancelled() {
             return Value::Failed(CANCELLED.to_string());
         }
+        if let Err(o) = sandbox::begin_script() {
+            return Value::Failed(o.message());
+        }
         if let Some(native) = &script.native {
             match native.eval(&NativeCtx {
                 vars: self.vars,
@@ -87,6 +90,7 @@ impl Walker<'_> {
             }) {
                 Ok(v) => return Value::Ok(v),
                 Err(Stop::Missing(why)) => return Value::Missing(why),
+                Err(Stop::Overrun(o)) => return Value::Failed(o.message()),
                 Err(Stop::Fallback) => {}
             }
         }
@@ -99,9 +103,12 @@ impl Walker<'_> {
         match r {
             Ok(v) => Value::Ok(v),
             Err(e) if is_missing_data(&e) => {
-                Value::Missing(self.scrub.clean(&first_line(&e.to_string())))
+                Value::Missing(self.scrub.clean(&first_line(&e.to_string())).into_owned())
             }
-            Err(e) => Value::Failed(self.scrub.clean(&first_line(&e.to_string()))),
+            Err(e) => match Overrun::of(&e) {
+                Some(o) => Value::Failed(o.message()),
+                None => Value::Failed(self.scrub.clean(&first_line(&e.to_string())).into_owned()),
+            },
         }
     }
 
@@ -115,6 +122,9 @@ impl Walker<'_> {
     fn run_in(&self, script: &Script, world: &World) -> Value {
         // Helpers read the installed context, natively run or not.
         let _guard = sandbox::install(world.helper.clone());
+        if sandbox::begin_script().is_err() {
+            return Value::Failed(String::new());
+        }
         if let Some(native) = &script.native {
             match native.eval(&NativeCtx {
                 vars: &world.vars,
@@ -122,6 +132,7 @@ impl Walker<'_> {
             }) {
                 Ok(v) => return Value::Ok(v),
                 Err(Stop::Missing(why)) => return Value::Missing(why),
+                Err(Stop::Overrun(_)) => return Value::Failed(String::new()),
                 Err(Stop::Fallback) => {}
             }
         }
@@ -155,6 +166,7 @@ impl Walker<'_> {
                 self.vars,
                 self.helper.now,
                 self.helper.signals.clone(),
+                self.helper.patterns.clone(),
                 self.helper.secrets.clone(),
             )
         });
@@ -184,7 +196,8 @@ impl Walker<'_> {
                 },
             }
         }
-        self.scrub.clean(&out)
+        // Scrubbed with the rest of the resolution (`eval::finish`).
+        out
     }
 
     fn request(&self) -> FactRequest<'_> {
@@ -257,7 +270,13 @@ impl Walker<'_> {
                 None => Err("live checks are off".to_string()),
                 Some(p) => {
                     let req = self.request();
-                    p.fetch(need, &req).map_err(|e| self.scrub.clean(&e.reason))
+                    // Waiting for the network does not count against the scripts' budget.
+                    let t0 = std::time::Instant::now();
+                    let r = p
+                        .fetch(need, &req)
+                        .map_err(|e| self.scrub.clean(&e.reason).into_owned());
+                    sandbox::extend_diagnosis(t0.elapsed());
+                    r
                 }
             };
             match result {
@@ -341,8 +360,8 @@ impl Walker<'_> {
         (outcome, detail)
     }
 
-    /// One trace entry: the script, the event values it reads and the facts it saw, all
-    /// scrubbed of secrets.
+    /// One trace entry: the script, the event values it reads and the facts it saw (scrubbed
+    /// with the rest of the resolution, in `eval::finish`).
     #[allow(clippy::too_many_arguments)]
     fn trace_step(
         &self,
@@ -359,7 +378,7 @@ impl Walker<'_> {
             let v = if path.contains("secret") {
                 serde_json::Value::String("[secret]".into())
             } else {
-                self.scrubbed(&lookup(self.event, path))
+                to_json(&lookup(self.event, path))
             };
             reads.insert(path.clone(), v);
         }
@@ -367,7 +386,7 @@ impl Walker<'_> {
         if let Some(m) = self.facts.read_lock::<Map>() {
             for n in needs {
                 let v = m.get(n.as_str()).cloned().unwrap_or(Dynamic::UNIT);
-                facts.insert(n.clone(), self.scrubbed(&v));
+                facts.insert(n.clone(), to_json(&v));
             }
         }
         TraceStep {
@@ -376,18 +395,12 @@ impl Walker<'_> {
             kind: kind.to_string(),
             outcome: outcome.to_string(),
             detail,
-            script: self.scrub.clean(script.source.trim()),
+            script: script.source.trim().to_string(),
             reads,
             facts,
             native: script.native.is_some(),
             micros,
         }
-    }
-
-    fn scrubbed(&self, v: &Dynamic) -> serde_json::Value {
-        let mut j = to_json(v);
-        scrub_json(&mut j, self.scrub);
-        j
     }
 
     /// Offline: notes that these facts would have been asked for, and what they bear on.
@@ -537,15 +550,6 @@ fn to_json(v: &Dynamic) -> serde_json::Value {
         J::Object(m.iter().map(|(k, x)| (k.to_string(), to_json(x))).collect())
     } else {
         J::String(v.to_string())
-    }
-}
-
-fn scrub_json(v: &mut serde_json::Value, scrub: &Scrubber<'_>) {
-    match v {
-        serde_json::Value::String(s) => *s = scrub.clean(s),
-        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| scrub_json(x, scrub)),
-        serde_json::Value::Object(m) => m.values_mut().for_each(|x| scrub_json(x, scrub)),
-        _ => {}
     }
 }
 

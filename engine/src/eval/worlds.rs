@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Map};
 
 use crate::eval::statement;
-use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
+use crate::sandbox::{self, HelperCtx, PatternSet, SCOPE_VARS};
 use crate::signals::SignalSet;
 
 /// Connection fields that say which kind of connection this is (context, not evidence): they
@@ -96,6 +96,7 @@ impl Worlds {
         vars: &[Dynamic],
         now: i64,
         signals: Arc<SignalSet>,
+        patterns: Arc<PatternSet>,
         secrets: Arc<[(String, String)]>,
     ) -> Worlds {
         let error = bare_error(&var(vars, "error"));
@@ -124,7 +125,13 @@ impl Worlds {
             };
             World {
                 vars: out,
-                helper: Rc::new(HelperCtx::new(now, error.clone(), secrets, signals.clone())),
+                helper: Rc::new(HelperCtx::new(
+                    now,
+                    error.clone(),
+                    secrets,
+                    signals.clone(),
+                    patterns.clone(),
+                )),
             }
         };
         Worlds {

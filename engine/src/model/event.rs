@@ -87,8 +87,8 @@ pub struct Connection {
     pub provider_error_code: Option<String>,
     pub created_at: Option<String>,
     pub last_success_at: Option<String>,
-    pub required_scopes: Option<Vec<String>>,
-    pub granted_scopes: Option<Vec<String>>,
+    pub required_scopes: Option<Scopes>,
+    pub granted_scopes: Option<Scopes>,
     pub retry_after_seconds: Option<i64>,
     /// pending | done
     pub revoke_status: Option<String>,
@@ -154,4 +154,13 @@ pub struct History {
     pub consecutive_failures: Option<i64>,
     /// Seconds between the connection's last (re)authorisation and the failure.
     pub failure_after_seconds: Option<i64>,
+}
+
+/// OAuth scopes: a list, or one string separated by spaces or commas (`"repo, read:org"`), as
+/// platforms store them; the engine reads both the same.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Scopes {
+    List(Vec<String>),
+    Text(String),
 }

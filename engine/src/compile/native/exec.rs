@@ -21,6 +21,8 @@ enum Ctl {
     Return(Dynamic),
     Break(Dynamic),
     Continue,
+    /// Past the wall-clock budget: stops the script, through closures and loops.
+    Overrun(sandbox::Overrun),
 }
 
 type R<T> = Result<T, Ctl>;
@@ -37,11 +39,17 @@ impl<T> OrFallback<T> for Option<T> {
     }
 }
 
+/// Loop iterations and closure calls between looks at the clock: an iteration is several node
+/// visits, so four times as often as Rhai's operations.
+const EVERY: u64 = sandbox::CLOCK_EVERY / 4;
+
 struct Run<'a, 'c> {
     cx: &'a NativeCtx<'c>,
     slots: Vec<Dynamic>,
     /// Node visits left before the script counts as too long for native evaluation.
     budget: u32,
+    /// Loop iterations and closure calls so far; every `EVERY`th looks at the clock.
+    ticks: u64,
 }
 
 impl Program {
@@ -50,9 +58,17 @@ impl Program {
             cx,
             slots: vec![Dynamic::UNIT; self.slots],
             budget: BUDGET.saturating_sub(self.cost),
+            ticks: 0,
         };
         match run.block(&self.body) {
-            Ok(v) | Err(Ctl::Return(v)) => Ok(v),
+            Ok(v) | Err(Ctl::Return(v)) => {
+                if run.ticks >= EVERY {
+                    sandbox::native_done();
+                }
+                Ok(v)
+            }
+            Err(Ctl::Overrun(o)) => Err(Stop::Overrun(o)),
+            // The interpreter takes over (and keeps this run's clock, if it started).
             Err(_) => Err(Stop::Fallback),
         }
     }
@@ -71,6 +87,18 @@ fn boolean(v: &Dynamic) -> R<bool> {
 impl Run<'_, '_> {
     fn charge(&mut self, cost: u32) -> R<()> {
         self.budget = self.budget.checked_sub(cost).ok_or(Ctl::Fallback)?;
+        // An iteration is several node visits: look at the clock four times as often as Rhai.
+        self.ticks += 1;
+        if self.ticks.is_multiple_of(EVERY) {
+            let who = if self.ticks == EVERY {
+                sandbox::Looker::NativeFirst
+            } else {
+                sandbox::Looker::Again
+            };
+            if let Some(o) = sandbox::look_at_clock(who) {
+                return Err(Ctl::Overrun(o));
+            }
+        }
         Ok(())
     }
 
@@ -196,6 +224,7 @@ impl Run<'_, '_> {
         self.slots = saved;
         match r {
             Ok(v) | Err(Ctl::Return(v)) => Ok(v),
+            Err(Ctl::Overrun(o)) => Err(Ctl::Overrun(o)),
             Err(_) => Err(Ctl::Fallback),
         }
     }
@@ -424,10 +453,7 @@ impl Run<'_, '_> {
                 };
                 let (v, p) = (flat(self.expr(a)?), self.expr(p)?);
                 let p = p.read_lock::<ImmutableString>().or_fb()?;
-                let re = sandbox::compile_ci(&p);
-                let hit = matches_text(&v, |t| {
-                    re.as_ref().is_some_and(|r| r.is_match(t.as_bytes()))
-                });
+                let hit = matches_text(&v, |t| sandbox::match_pattern(t, &p));
                 return Ok(hit.into());
             }
             Func::Has => return Ok(ops::has(&one(self)?).into()),

@@ -16,11 +16,12 @@
 //! back. The tests in `tests.rs` run every script of the standard library both ways on every
 //! test event and require the same answer.
 
-use std::sync::{Arc, OnceLock};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use rhai::{AST, ASTFlags, Array, Dynamic, Expr, INT, ImmutableString, Map, Stmt};
 
-use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
+use crate::sandbox::{self, HelperCtx, LazyRegex, PatternSet, SCOPE_VARS};
 use crate::signals::SignalSet;
 
 mod exec;
@@ -75,19 +76,20 @@ pub enum Native {
     Program(Box<Program>),
 }
 
-/// A `matches()` pattern, compiled (through the shared cache) the first time an event needs
-/// it; most never run.
-#[derive(Debug)]
-pub struct LazyRegex {
-    pattern: String,
-    re: OnceLock<Option<Arc<regex::bytes::Regex>>>,
+/// What specialisation looks names up in: the library's signals, and its literal `matches()`
+/// patterns (each pattern shared by every script that uses it).
+pub struct Known<'a> {
+    pub signals: &'a SignalSet,
+    pub patterns: &'a RefCell<PatternSet>,
 }
 
-impl LazyRegex {
-    fn get(&self) -> Option<&regex::bytes::Regex> {
-        self.re
-            .get_or_init(|| crate::sandbox::compile_ci(&self.pattern))
-            .as_deref()
+impl Known<'_> {
+    fn id(&self, signal: &str) -> Option<usize> {
+        self.signals.id(signal)
+    }
+
+    fn pattern(&self, pattern: &str) -> Arc<LazyRegex> {
+        self.patterns.borrow_mut().intern(pattern)
     }
 }
 
@@ -106,11 +108,13 @@ pub enum Stop {
     Missing(String),
     /// Not decidable natively; run the interpreter.
     Fallback,
+    /// Past the script's or the diagnosis's wall-clock budget: stop, do not fall back.
+    Overrun(sandbox::Overrun),
 }
 
 /// Builds a native tree for a whole script (`source` is its text), if every part of it has a
 /// native shape.
-pub fn specialise(ast: &AST, signals: &SignalSet, source: &str) -> Option<Native> {
+pub fn specialise(ast: &AST, signals: &Known<'_>, source: &str) -> Option<Native> {
     expression(ast, signals).or_else(|| {
         program::compile(ast, signals, source)
             .ok()
@@ -120,7 +124,7 @@ pub fn specialise(ast: &AST, signals: &SignalSet, source: &str) -> Option<Native
 
 /// The expression specialiser alone: single expressions of the shapes in [`Native`]. It comes
 /// first because its missing-data reasons are part of existing output.
-fn expression(ast: &AST, signals: &SignalSet) -> Option<Native> {
+fn expression(ast: &AST, signals: &Known<'_>) -> Option<Native> {
     if ast.iter_fn_def().next().is_some() {
         return None;
     }
@@ -131,7 +135,7 @@ fn expression(ast: &AST, signals: &SignalSet) -> Option<Native> {
     }
 }
 
-fn from_expr(e: &Expr, signals: &SignalSet) -> Option<Native> {
+fn from_expr(e: &Expr, signals: &Known<'_>) -> Option<Native> {
     Some(match e {
         Expr::BoolConstant(b, _) => Native::Lit((*b).into()),
         Expr::IntegerConstant(i, _) => Native::Lit((*i).into()),
@@ -172,7 +176,7 @@ fn from_expr(e: &Expr, signals: &SignalSet) -> Option<Native> {
     })
 }
 
-fn from_call(name: &str, args: &[Expr], operator: bool, signals: &SignalSet) -> Option<Native> {
+fn from_call(name: &str, args: &[Expr], operator: bool, signals: &Known<'_>) -> Option<Native> {
     match (name, args) {
         ("==" | "!=", [a, b]) if operator => Some(Native::Eq {
             lhs: Box::new(from_expr(a, signals)?),
@@ -197,10 +201,7 @@ fn from_call(name: &str, args: &[Expr], operator: bool, signals: &SignalSet) -> 
         }),
         ("matches", [a, Expr::StringConstant(pat, _)]) => Some(Native::Matches(
             Box::new(from_expr(a, signals)?),
-            Arc::new(LazyRegex {
-                pattern: pat.to_string(),
-                re: OnceLock::new(),
-            }),
+            signals.pattern(pat),
         )),
         ("text", []) => Some(Native::Text),
         ("lower", [a]) => Some(Native::Lower(Box::new(from_expr(a, signals)?))),

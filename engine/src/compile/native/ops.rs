@@ -8,7 +8,7 @@
 
 use rhai::{Array, Dynamic, FLOAT, FloatWrapper, INT, ImmutableString, Map};
 
-use crate::sandbox::{MAX_ARRAY_SIZE, MAX_MAP_SIZE, MAX_STRING_SIZE};
+use crate::sandbox::{MAX_ARRAY_SIZE, MAX_DEPTH, MAX_MAP_SIZE, MAX_STRING_SIZE};
 
 /// A value's type as Rhai's operators see it (through shared values, like `type_id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -537,27 +537,31 @@ fn sub_string(s: &str, start: INT, len: INT) -> ImmutableString {
 }
 
 /// Whether a value Rhai checks (function results, built arrays and maps, concatenations)
-/// stays within the engine's size limits. `None` when unsure (a shared value inside data,
-/// which Rhai's own check does not expect): the interpreter then decides.
+/// stays within the engine's size limits, and within [`MAX_DEPTH`] levels of nesting (the
+/// interpreter stops a script when it next reads a value nested deeper). `None` when unsure (a
+/// shared value inside data, which Rhai's own check does not expect) or too deep: the
+/// interpreter then decides.
 pub(super) fn within_limits(v: &Dynamic) -> Option<()> {
-    let (arrays, maps, strings) = sizes(v, true)?;
+    let (arrays, maps, strings) = sizes(v, true, MAX_DEPTH)?;
     (strings <= MAX_STRING_SIZE && arrays <= MAX_ARRAY_SIZE && maps <= MAX_MAP_SIZE).then_some(())
 }
 
-fn sizes(v: &Dynamic, top: bool) -> Option<(usize, usize, usize)> {
+/// Sizes as Rhai counts them; `levels` is how many more levels of nesting are allowed.
+fn sizes(v: &Dynamic, top: bool, levels: usize) -> Option<(usize, usize, usize)> {
     if v.is_shared() {
         if !top {
             return None;
         }
-        return sizes(&v.flatten_clone(), false);
+        return sizes(&v.flatten_clone(), false, levels);
     }
     Some(match kind(v) {
         Kind::Str => (0, 0, text(v)?.len()),
         Kind::Array => {
+            let levels = levels.checked_sub(1)?;
             let (mut a, mut m, mut s) = (0, 0, 0);
             for item in v.read_lock::<Array>()?.iter() {
                 a += 1;
-                let (x, y, z) = nested(item)?;
+                let (x, y, z) = nested(item, levels)?;
                 a += x;
                 m += y;
                 s += z;
@@ -565,10 +569,11 @@ fn sizes(v: &Dynamic, top: bool) -> Option<(usize, usize, usize)> {
             (a, m, s)
         }
         Kind::Map => {
+            let levels = levels.checked_sub(1)?;
             let (mut a, mut m, mut s) = (0, 0, 0);
             for item in v.read_lock::<Map>()?.values() {
                 m += 1;
-                let (x, y, z) = nested(item)?;
+                let (x, y, z) = nested(item, levels)?;
                 a += x;
                 m += y;
                 s += z;
@@ -580,12 +585,12 @@ fn sizes(v: &Dynamic, top: bool) -> Option<(usize, usize, usize)> {
     })
 }
 
-fn nested(v: &Dynamic) -> Option<(usize, usize, usize)> {
+fn nested(v: &Dynamic, levels: usize) -> Option<(usize, usize, usize)> {
     if v.is_shared() {
         return None;
     }
     match kind(v) {
-        Kind::Str | Kind::Array | Kind::Map => sizes(v, false),
+        Kind::Str | Kind::Array | Kind::Map => sizes(v, false, levels),
         Kind::Other => None,
         _ => Some((0, 0, 0)),
     }

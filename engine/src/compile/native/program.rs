@@ -12,7 +12,7 @@
 //! Re-running is safe because scripts have no side effects beyond the per-event signal cache.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 use rhai::{
@@ -20,10 +20,9 @@ use rhai::{
     Shared, Stmt, SwitchCasesCollection, Token,
 };
 
-use super::LazyRegex;
+use super::Known;
 use super::ops::{BinOp, Method, Mutator};
 use crate::sandbox::{self, MAX_OPERATIONS, SCOPE_VARS};
-use crate::signals::SignalSet;
 
 /// Node visits a native evaluation may make. Rhai counts at most a few operations per AST
 /// node it visits, so staying under a fifth of its operation limit means Rhai would not have
@@ -205,7 +204,7 @@ pub(super) enum Func {
     Text,
     Header,
     /// `matches(x, "literal")`.
-    Matches(Arc<LazyRegex>),
+    Matches(Arc<sandbox::LazyRegex>),
     Matches2,
     Has,
     Lower,
@@ -221,7 +220,7 @@ pub(super) enum Func {
 
 /// Compiles a whole script, or says why not (for tests and tuning). The source text is used
 /// only to recover `switch` case values (the AST keeps their hashes).
-pub(super) fn compile(ast: &AST, signals: &SignalSet, source: &str) -> Result<Program, String> {
+pub(super) fn compile(ast: &AST, signals: &Known<'_>, source: &str) -> Result<Program, String> {
     let fns: Vec<Shared<ScriptFuncDef>> = ast.iter_fn_def().cloned().collect();
     // Named functions could shadow helpers; only closures are compiled.
     if fns.iter().any(|f| !f.name.starts_with("anon$")) {
@@ -252,7 +251,7 @@ pub(super) fn compile(ast: &AST, signals: &SignalSet, source: &str) -> Result<Pr
 }
 
 struct Compiler<'a> {
-    signals: &'a SignalSet,
+    signals: &'a Known<'a>,
     /// Locals in scope, innermost last: name, slot, constant.
     names: Vec<(ImmutableString, u16, bool)>,
     slots: usize,
@@ -495,10 +494,7 @@ impl Compiler<'_> {
             ("signal", [_]) => Func::Signal1,
             ("text", []) => Func::Text,
             ("header", [_]) => Func::Header,
-            ("matches", [_, Expr::StringConstant(p, _)]) => Func::Matches(Arc::new(LazyRegex {
-                pattern: p.to_string(),
-                re: OnceLock::new(),
-            })),
+            ("matches", [_, Expr::StringConstant(p, _)]) => Func::Matches(self.signals.pattern(p)),
             ("matches", [_, _]) => Func::Matches2,
             ("has", [_]) => Func::Has,
             ("lower", [_]) => Func::Lower,

@@ -6,6 +6,7 @@
 //! checks, templates, action parameters) on every event under `tests/cases` and
 //! `examples/events`, plus a few events with unusual types.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -170,13 +171,14 @@ struct Prepared {
     scope: rhai::Scope<'static>,
 }
 
-fn prepare(json: &str, signals: &Arc<SignalSet>) -> Prepared {
+fn prepare(json: &str, signals: &Arc<SignalSet>, patterns: &Arc<PatternSet>) -> Prepared {
     let event = Event::parse(json).unwrap_or_else(|e| panic!("{e}: {json}"));
     let helper = Rc::new(HelperCtx::new(
         event.occurred_at.unwrap_or(0),
         event.section("error"),
         event.secrets.clone(),
         signals.clone(),
+        patterns.clone(),
     ));
     let vars = event.scope_values(
         Dynamic::from_map(Map::new()).into_shared(),
@@ -266,11 +268,20 @@ fn agrees_with_rhai() {
         .map(|e| e.to_string())
         .chain([oversized_event()])
         .collect();
-    let mut events: Vec<Prepared> = jsons.iter().map(|e| prepare(e, &signals)).collect();
+    let compiled: Vec<(&str, Script)> = EXPRS
+        .iter()
+        .chain(SCRIPTS)
+        .map(|src| (*src, compile_src(&compiler, src)))
+        .collect();
+    // The helpers see the patterns the scripts were compiled with, as in a library.
+    let patterns = Arc::new(compiler.take_patterns());
+    let mut events: Vec<Prepared> = jsons
+        .iter()
+        .map(|e| prepare(e, &signals, &patterns))
+        .collect();
     let (mut exprs, mut programs) = (0, 0);
     let mut tally = Tally::default();
-    for src in EXPRS.iter().chain(SCRIPTS) {
-        let script = compile_src(&compiler, src);
+    for (src, script) in &compiled {
         let Some(native) = &script.native else {
             continue;
         };
@@ -392,13 +403,20 @@ fn library_agrees_with_rhai() {
     );
     let scripts = library_scripts(&lib);
     let events = library_events();
-    let mut prepared: Vec<Prepared> = events.iter().map(|e| prepare(e, &lib.signals)).collect();
+    let mut prepared: Vec<Prepared> = events
+        .iter()
+        .map(|e| prepare(e, &lib.signals, &lib.patterns))
+        .collect();
     let mut tally = Tally::default();
     let mut native = 0;
     let mut why_not: BTreeMap<String, usize> = BTreeMap::new();
     for (src, script) in &scripts {
         let Some(n) = &script.native else {
-            let reason = program::compile(&script.ast, &lib.signals, src)
+            let known = Known {
+                signals: &lib.signals,
+                patterns: &RefCell::new(PatternSet::default()),
+            };
+            let reason = program::compile(&script.ast, &known, src)
                 .err()
                 .unwrap_or_default();
             *why_not.entry(reason).or_default() += 1;
