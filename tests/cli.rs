@@ -434,13 +434,15 @@ fn trace_shows_every_script_with_what_it_read_and_no_secret() {
     let tried: Vec<(&str, &str)> = trace
         .iter()
         .filter(|t| t["kind"] == "applies_when")
-        .map(|t| (t["playbook"].as_str().unwrap(), t["outcome"].as_str().unwrap()))
+        .map(|t| {
+            (
+                t["playbook"].as_str().unwrap(),
+                t["outcome"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert!(tried.len() >= 2, "{tried:?}");
-    assert!(
-        tried.contains(&("rate_limited", "matched")),
-        "{tried:?}"
-    );
+    assert!(tried.contains(&("rate_limited", "matched")), "{tried:?}");
     // And the ranking says why the answer is first.
     assert!(
         trace

@@ -160,6 +160,9 @@ pub fn lint_budgets(lib: &Library, total: std::time::Duration) -> Vec<crate::Dia
         trace: None,
         playbook: "",
         worlds: std::cell::OnceCell::new(),
+        settles: Vec::new(),
+        live_used: false,
+        offline_wants: Vec::new(),
     };
     let mut diags = Vec::new();
     let scripts = lib.scripts();
