@@ -18,6 +18,7 @@
 //! causes:
 //!   - id: rate_limited
 //!     title: Too many requests
+//!     fallback: true   # the generic reading of a 429: never more than likely
 //!     checks:
 //!       - id: status_429
 //!         expr: error.status == 429
