@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
 use regex::Regex;
 use serde_json::Value;
@@ -95,7 +95,10 @@ impl Scrubber {
         }
         let needles = (!needles.is_empty())
             .then(|| {
+                // Built per event for a handful of needles and run over a few short texts:
+                // the NFA builds in a fraction of a DFA's time (a DFA was 7% of a batch).
                 AhoCorasickBuilder::new()
+                    .kind(Some(AhoCorasickKind::NoncontiguousNFA))
                     .match_kind(MatchKind::Standard)
                     .build(needles.iter().map(|(n, _)| n.as_str()))
                     .ok()

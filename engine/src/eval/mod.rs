@@ -83,7 +83,8 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
     for (var, value) in SCOPE_VARS.iter().zip(&vars) {
         scope.push_constant_dynamic(*var, value.clone());
     }
-    let scrub = Scrubber::new(event.secret_values());
+    // The sandbox's quotes and the resolution share one scrubber (its automaton is per event).
+    let scrub = helper.scrubber();
     let mut fetched = Vec::new();
     let mut w = Walker {
         lib,
@@ -94,7 +95,7 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         event: &event.root,
         secrets: &event.secrets,
         provider: opts.provider,
-        scrub: &scrub,
+        scrub,
         fetched: &mut fetched,
         deadline: opts.deadline.map(|d| std::time::Instant::now() + d),
         cancel: opts.cancel,
