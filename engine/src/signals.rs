@@ -114,7 +114,7 @@ fn builder(captures: WhichCaptures) -> regex_automata::meta::Builder {
             .auto_prefilter(false)
             .which_captures(captures)
             .nfa_size_limit(Some(8 << 20))
-            .hybrid_cache_capacity(256 << 10),
+            .hybrid_cache_capacity(2 << 20),
     );
     b
 }
