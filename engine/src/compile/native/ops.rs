@@ -265,6 +265,7 @@ pub(super) enum Method {
     ToUpper,
     ToLower,
     Abs,
+    Keys,
 }
 
 impl Method {
@@ -281,6 +282,7 @@ impl Method {
             "to_upper" => Method::ToUpper,
             "to_lower" => Method::ToLower,
             "abs" => Method::Abs,
+            "keys" => Method::Keys,
             _ => return None,
         })
     }
@@ -368,6 +370,14 @@ pub(super) fn method(m: Method, target: &Dynamic, args: &[Dynamic]) -> Option<Dy
         }
         (Method::Len, Kind::Array, []) => Some((target.read_lock::<Array>()?.len() as INT).into()),
         (Method::Len, Kind::Map, []) => Some((target.read_lock::<Map>()?.len() as INT).into()),
+        // Rhai's `keys`: the property names as strings, in the map's (sorted) order.
+        (Method::Keys, Kind::Map, []) => Some(Dynamic::from_array(
+            target
+                .read_lock::<Map>()?
+                .keys()
+                .map(|k| k.as_str().into())
+                .collect(),
+        )),
         (Method::IsEmpty, Kind::Str, []) => Some(text(target)?.is_empty().into()),
         (Method::IsEmpty, Kind::Array, []) => Some(target.read_lock::<Array>()?.is_empty().into()),
         (Method::IsEmpty, Kind::Map, []) => Some(target.read_lock::<Map>()?.is_empty().into()),
