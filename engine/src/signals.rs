@@ -354,7 +354,15 @@ impl SignalSet {
 
     /// Blanks (with spaces) every stretch of `text` that signal `id` matches.
     pub fn blank_matches(&self, id: usize, text: &mut [u8]) {
-        let Some(re) = self.regexes.get(id).and_then(LazySignal::finder) else {
+        // Most candidates (a literal occurs) do not match: the forward-only matcher says so
+        // without the finder's reverse search (or building the finder at all).
+        let Some(lazy) = self.regexes.get(id) else {
+            return;
+        };
+        if !lazy.get().is_some_and(|re| re.is_match(&*text)) {
+            return;
+        }
+        let Some(re) = lazy.finder() else {
             return;
         };
         let spans: Vec<(usize, usize)> =
