@@ -997,7 +997,13 @@ pub(crate) fn native_helper(name: &str, arity: usize) -> Option<NativeHelper> {
             Some(with_ctx(|c| c.fact(&name)).unwrap_or(Dynamic::UNIT))
         },
         // Rhai's own `parse_int`; text that is not a number is Rhai's error to raise.
-        ("parse_int", 1) => |a| str_arg(&a[0])?.trim().parse::<INT>().ok().map(Dynamic::from),
+        ("parse_int", 1) => |a| {
+            str_arg(&a[0])?
+                .trim()
+                .parse::<INT>()
+                .ok()
+                .map(Dynamic::from)
+        },
         ("reset_hint", 0) => |_| {
             Some(opt(with_ctx(|c| {
                 crate::wait::reset_hint(c.haystack(), c.now)

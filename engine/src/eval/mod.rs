@@ -27,7 +27,6 @@ use crate::model::resolution::{
     SettledBy, Status, Symptom, TraceStep,
 };
 use crate::sandbox::{self, HelperCtx, SCOPE_VARS};
-use crate::scrub::Scrubber;
 use crate::time;
 pub use event::{Event, EventError};
 use rank::{Ranked, Walked};
@@ -64,6 +63,31 @@ pub fn diagnose_json(
 
 /// Diagnoses one parsed event.
 pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution {
+    // However the playbooks behave, their scripts stop within this budget (see `sandbox`).
+    with_walker(lib, event, opts, sandbox::DIAGNOSIS_BUDGET, |w| {
+        // The library as the walker holds it: what it walks lives as long as the walker.
+        let lib = w.lib;
+        let mut walked: Vec<Walked<'_>> = Vec::new();
+        for pb in &lib.playbooks {
+            w.playbook = &pb.id;
+            if w.applies(&pb.matcher) {
+                let result = w.walk(pb);
+                walked.push(Walked { pb, result });
+            }
+        }
+        finish(w, event, lib, walked, opts.audience)
+    })
+}
+
+/// Sets up one event's evaluation (the sandbox's helper context and budget, the scripts'
+/// variables, the scrubber) and hands `f` a walker over it.
+fn with_walker<R>(
+    lib: &Library,
+    event: &Event,
+    opts: &Options<'_>,
+    budget: std::time::Duration,
+    f: impl FnOnce(&mut Walker<'_>) -> R,
+) -> R {
     let now = event.occurred_at.unwrap_or_else(time::wall_clock);
     let helper = Rc::new(HelperCtx::new(
         now,
@@ -73,8 +97,7 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         lib.patterns.clone(),
     ));
     let _guard = sandbox::install(helper.clone());
-    // However the playbooks behave, their scripts stop within this budget (see `sandbox`).
-    let _budget = sandbox::budget(sandbox::DIAGNOSIS_BUDGET);
+    let _budget = sandbox::budget(budget);
 
     let facts = Dynamic::from_map(Map::new()).into_shared();
     helper.set_facts(facts.clone());
@@ -106,16 +129,7 @@ pub fn diagnose(lib: &Library, event: &Event, opts: &Options<'_>) -> Resolution 
         live_used: false,
         offline_wants: Vec::new(),
     };
-
-    let mut walked: Vec<Walked<'_>> = Vec::new();
-    for pb in &lib.playbooks {
-        w.playbook = &pb.id;
-        if w.applies(&pb.matcher) {
-            let result = w.walk(pb);
-            walked.push(Walked { pb, result });
-        }
-    }
-    finish(&mut w, event, lib, walked, opts.audience)
+    f(&mut w)
 }
 
 /// Runs every script of the library once, under the usual budgets, on an event with nothing
@@ -127,53 +141,16 @@ pub fn lint_budgets(lib: &Library, total: std::time::Duration) -> Vec<crate::Dia
     let Ok(event) = Event::parse(r#"{"error":{}}"#) else {
         return Vec::new();
     };
-    let now = time::wall_clock();
-    let helper = Rc::new(HelperCtx::new(
-        now,
-        event.section("error"),
-        event.secrets.clone(),
-        lib.signals.clone(),
-        lib.patterns.clone(),
-    ));
-    let _guard = sandbox::install(helper.clone());
-    let _budget = sandbox::budget(total);
-    let facts = Dynamic::from_map(Map::new()).into_shared();
-    let vars = event.scope_values(facts.clone(), now);
-    let mut scope = Scope::new();
-    for (var, value) in SCOPE_VARS.iter().zip(&vars) {
-        scope.push_constant_dynamic(*var, value.clone());
-    }
-    let scrub = Scrubber::new(event.secret_values());
-    let mut fetched = Vec::new();
-    let mut w = Walker {
-        lib,
-        vars: &vars,
-        helper: &helper,
-        scope: &mut scope,
-        facts: &facts,
-        event: &event.root,
-        secrets: &event.secrets,
-        provider: None,
-        scrub: &scrub,
-        fetched: &mut fetched,
-        deadline: None,
-        cancel: None,
-        trace: None,
-        playbook: "",
-        worlds: std::cell::OnceCell::new(),
-        settles: Vec::new(),
-        live_used: false,
-        offline_wants: Vec::new(),
-    };
-    let mut diags = Vec::new();
-    let scripts = lib.scripts();
-    for (n, script) in scripts.iter().enumerate() {
-        let Value::Failed(why) = w.run(script) else {
-            continue;
-        };
-        let at = &script.origin;
-        if why == sandbox::Overrun::Script.message() {
-            diags.push(
+    with_walker(lib, &event, &Options::default(), total, |w| {
+        let mut diags = Vec::new();
+        let scripts = lib.scripts();
+        for (n, script) in scripts.iter().enumerate() {
+            let Value::Failed(why) = w.run(script) else {
+                continue;
+            };
+            let at = &script.origin;
+            if why == sandbox::Overrun::Script.message() {
+                diags.push(
                 Diagnostic::warning(
                     code::SCRIPT_BUDGET,
                     &at.file,
@@ -186,8 +163,8 @@ pub fn lint_budgets(lib: &Library, total: std::time::Duration) -> Vec<crate::Dia
                 .at(at.line, at.column)
                 .hint("bound its loops by the event's data, not by a large constant"),
             );
-        } else if why == sandbox::Overrun::Diagnosis.message() {
-            diags.push(Diagnostic::warning(
+            } else if why == sandbox::Overrun::Diagnosis.message() {
+                diags.push(Diagnostic::warning(
                 code::SCRIPT_BUDGET,
                 &at.file,
                 format!(
@@ -197,10 +174,11 @@ pub fn lint_budgets(lib: &Library, total: std::time::Duration) -> Vec<crate::Dia
                     scripts.len()
                 ),
             ));
-            break;
+                break;
+            }
         }
-    }
-    diags
+        diags
+    })
 }
 
 fn finish(

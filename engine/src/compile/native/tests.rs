@@ -457,5 +457,9 @@ fn library_agrees_with_rhai() {
     );
     // Every standard-library script runs natively: one falling back to Rhai costs the
     // interpreter on every event it is reached for (the batch rate of issue 15).
-    assert_eq!(native, scripts.len(), "scripts left to the interpreter: {why_not:?}");
+    assert_eq!(
+        native,
+        scripts.len(),
+        "scripts left to the interpreter: {why_not:?}"
+    );
 }
