@@ -52,7 +52,12 @@ pub fn run(args: Args) -> u8 {
         .count();
     let warnings = diags.len() - errors;
     // Only a library that loaded cleanly is worth probing; the checked files' own causes only.
-    let status_only: Vec<_> = if errors == 0 {
+    // A script that runs past its budget on an empty event would do so on each of the 400
+    // probe events (minutes of waiting for answers that are budget errors): it is fixed first.
+    let runaway = diags
+        .iter()
+        .any(|d| d.code == whyfail_engine::diag::code::SCRIPT_BUDGET);
+    let status_only: Vec<_> = if errors == 0 && !runaway {
         super::status_only::probe(&lib)
             .into_iter()
             .filter(|s| is_under(&s.file, args.path.as_deref()))
@@ -64,8 +69,9 @@ pub fn run(args: Args) -> u8 {
         Format::Json => {
             let playbooks: Vec<_> = lib.playbooks().iter().map(|p| json!({"id": p.id, "title": p.title, "file": p.file, "priority": p.priority})).collect();
             let mut out = json!({"ok": errors == 0, "errors": errors, "warnings": warnings, "diagnostics": diags, "playbooks": playbooks, "playbook_set": lib.hash()});
-            // Probed only when the set loaded cleanly (a broken set has nothing to probe).
-            if errors == 0 {
+            // Probed only when the set loaded cleanly (a broken set has nothing to probe) and
+            // no script runs away.
+            if errors == 0 && !runaway {
                 out["status_only"] = json!(status_only);
             }
             super::emit(&serde_json::to_string_pretty(&out).unwrap_or_default());
@@ -86,6 +92,11 @@ pub fn run(args: Args) -> u8 {
             }
             for s in &status_only {
                 eprintln!("{s}");
+            }
+            if errors == 0 && runaway {
+                eprintln!(
+                    "note: the bare-status probe was not run: a script runs past its budget (see script_budget above)"
+                );
             }
             let n = lib.playbooks().len();
             let verdict = if errors == 0 { "ok" } else { "FAILED" };
