@@ -224,6 +224,8 @@ fn runaway_playbooks_are_stopped_and_the_binary_survives() {
         text.contains("script_budget") && text.contains("steps[2].script"),
         "{text}"
     );
+    // ... and does not wait out the budget on each of the status probe's 400 events.
+    assert!(text.contains("bare-status probe was not run"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
