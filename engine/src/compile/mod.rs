@@ -351,8 +351,7 @@ fn spanned_pos<T>(s: &Spanned<T>) -> (u64, u64) {
 }
 
 /// Every signal pattern of the library parsed and its literals extracted, on every core: a
-/// third of load time on one (1,800 patterns). Keyed by text; a text written twice is
-/// analysed again where the second one is met.
+/// third of load time on one (1,800 patterns). Keyed by text.
 fn analyse_all<'p>(
     parsed: &'p [(usize, &Source, RawPlaybook)],
 ) -> HashMap<&'p str, Result<signals::Pattern, String>> {
@@ -390,7 +389,7 @@ fn collect_signals(
     diags: &mut Vec<Diagnostic>,
 ) -> (SignalSet, Vec<SignalDef>) {
     let mut by_name: BTreeMap<&str, (usize, &str, Vec<signals::Pattern>)> = BTreeMap::new();
-    let mut analysed = analyse_all(parsed);
+    let analysed = analyse_all(parsed);
     for (layer, src, raw) in parsed {
         for (name, patterns) in &raw.signals {
             let first = patterns.first().map_or((0, 0), spanned_pos);
@@ -411,7 +410,7 @@ fn collect_signals(
             // scripts using it do not cascade into "unknown signal" errors.
             let mut valid = Vec::new();
             for (i, p) in patterns.iter().enumerate() {
-                let done = analysed.remove(p.value.as_str());
+                let done = analysed.get(p.value.as_str()).cloned();
                 match done.unwrap_or_else(|| signals::analyse(&p.value)) {
                     Ok(pattern) => valid.push(pattern),
                     Err(e) => {
