@@ -15,12 +15,20 @@
 //! occur cannot match and costs nothing more; signals whose patterns have no such literals
 //! always run their regex.
 //!
-//! When every pattern of a signal has prefix literals (every match starts with one of them),
-//! the same pass also records where they occur, and the signal's regex runs anchored at those
-//! places only: an unanchored search carries every partial match along the whole haystack,
-//! which for patterns with bounded repetitions (`[^\n]{0,40}`) builds DFA states faster than
-//! the lazy DFA's cache keeps them; anchored at a literal it follows one match attempt and
-//! stops. The answer is the same: a match must start where one of its literals does.
+//! For patterns with prefix literals (every match starts with one of them), the same pass also
+//! records where they occur, and those patterns (one alternation per signal) run anchored at
+//! those places only: an unanchored search carries every partial match along the whole
+//! haystack, which for patterns with bounded repetitions (`[^\n]{0,40}`) builds DFA states
+//! faster than the lazy DFA's cache keeps them; anchored at a literal it follows one match
+//! attempt and stops. The answer is the same: a match must start where one of its literals
+//! does. A signal's other patterns form a second alternation, run over the whole haystack
+//! only when one of them is a candidate.
+//!
+//! Such a pattern usually also has end literals (every match ends with one of them:
+//! `token[^\n]{0,30}expired` starts with "token" and ends with "expired"); they go in the same
+//! pass, and the pattern is a candidate only from a trigger that some end literal follows.
+//! On issue 15's batch, six in seven anchored runs found nothing before that (a word like
+//! "token" occurs in most auth errors); about half do now.
 //!
 //! Patterns match case-insensitively in ASCII (Unicode mode off): error texts are ASCII in
 //! practice, and Unicode case folding multiplies automaton sizes. The haystack is the error's
@@ -46,15 +54,51 @@ pub struct SignalSet {
     /// (most signals are never candidates in a given process; building all of them up front
     /// was two thirds of load time).
     regexes: Vec<LazySignal>,
-    /// Signals without trigger literals: always candidates.
+    /// Per signal, the two alternations `matches` runs (see [`Parts`]).
+    parts: Vec<Parts>,
+    /// Signals with a pattern without trigger literals: their free part always runs.
     always: Vec<usize>,
-    /// Trigger literals of every other signal, searched in one pass.
+    /// Trigger and end literals of every other signal, searched in one pass.
     triggers: Option<AhoCorasick>,
-    /// For each trigger literal, the signals it belongs to.
-    trigger_owner: Vec<Vec<usize>>,
-    /// Per signal: every match starts with one of its trigger literals, so its regex only
-    /// needs to run anchored where they occur.
-    anchored: Vec<bool>,
+    /// For each literal, the patterns it is a trigger (or an end) of.
+    trigger_owner: Vec<Vec<Owner>>,
+    /// Every pattern with trigger literals.
+    patterns: Vec<PatternSlot>,
+}
+
+/// A signal's patterns split by how they are searched: those every match of which starts with
+/// one of their trigger literals run anchored where the literals occur; the others run over
+/// the whole haystack. A signal with both kinds (one pattern without literals among twenty
+/// with them) no longer runs all twenty unanchored.
+#[derive(Debug, Default)]
+struct Parts {
+    anchored: Option<Part>,
+    free: Option<Part>,
+}
+
+#[derive(Debug)]
+enum Part {
+    /// Every pattern of the signal: its whole alternation.
+    Whole,
+    Own(LazyRegex),
+}
+
+/// A literal's role for one pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    pattern: u32,
+    /// An end literal (every match ends with one) rather than a trigger.
+    end: bool,
+}
+
+#[derive(Debug)]
+struct PatternSlot {
+    signal: usize,
+    /// Its triggers start every match (it belongs to the signal's anchored part).
+    anchored: bool,
+    /// A match also ends with one of the pattern's end literals: it is a candidate only where
+    /// one of them ends after a trigger starts.
+    needs_end: bool,
 }
 
 /// A start search is given up for the plain search beyond this many literal occurrences.
@@ -65,14 +109,36 @@ const MAX_STARTS: usize = 16;
 pub struct Scan {
     /// Per signal: 0 candidate not run yet, 1 no match, 2 match.
     hits: Vec<Cell<u8>>,
-    /// `(signal, offset)`: where a trigger literal of an anchored signal starts.
+    /// Per signal: its free part is a candidate.
+    free: Vec<bool>,
+    /// `(signal, offset)`, sorted: where a trigger literal of an anchored signal starts a
+    /// possible match.
     starts: Vec<(u32, u32)>,
+}
+
+/// An alternation, compiled the first time it runs.
+#[derive(Debug)]
+struct LazyRegex {
+    alternation: String,
+    re: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    fn new(alternation: String) -> Self {
+        LazyRegex {
+            alternation,
+            re: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> Option<&Regex> {
+        self.re.get_or_init(|| compile(&self.alternation)).as_ref()
+    }
 }
 
 #[derive(Debug)]
 struct LazySignal {
-    alternation: String,
-    re: OnceLock<Option<Regex>>,
+    whole: LazyRegex,
     /// The same alternation able to report where it matches (the matcher above, built without
     /// capture states, can only say whether); built only for the rare callers that need spans.
     finder: OnceLock<Option<Regex>>,
@@ -80,17 +146,27 @@ struct LazySignal {
 
 impl LazySignal {
     fn get(&self) -> Option<&Regex> {
-        self.re.get_or_init(|| compile(&self.alternation)).as_ref()
+        self.whole.get()
     }
 
     fn finder(&self) -> Option<&Regex> {
         self.finder
             .get_or_init(|| {
                 builder(WhichCaptures::Implicit)
-                    .build(&self.alternation)
+                    .build(&self.whole.alternation)
                     .ok()
             })
             .as_ref()
+    }
+}
+
+/// The alternation of patterns, or a regex that never matches when there are none.
+fn alternation<'p>(pats: impl Iterator<Item = &'p Pattern>) -> String {
+    let alts: Vec<String> = pats.map(|p| format!("(?:{})", p.text)).collect();
+    if alts.is_empty() {
+        "[^\\x00-\\xff]".to_string()
+    } else {
+        alts.join("|")
     }
 }
 
@@ -149,6 +225,10 @@ pub struct Pattern {
     pub triggers: Option<Vec<String>>,
     /// The triggers are ASCII literals every match starts with (not ends with).
     pub prefix: bool,
+    /// With prefix triggers: ASCII literals (lower-cased) every match also ends with, when
+    /// there is a short, finite set of them. A pattern is then a candidate only where both
+    /// occur in order ("token[^\n]{0,30}expired" needs "token" and then "expired").
+    pub ends: Option<Vec<String>>,
 }
 
 /// Parses one pattern the way the signal will use it (one parse: errors are reported per
@@ -160,28 +240,36 @@ pub fn analyse(pattern: &str) -> Result<Pattern, String> {
         .build()
         .parse(pattern)
         .map_err(|e| e.to_string())?;
-    let (triggers, prefix) = match trigger_literals(&hir) {
-        Some((lits, prefix)) => (Some(lits), prefix),
-        None => (None, false),
+    let (triggers, prefix) =
+        match trigger_literals(&hir, &[ExtractKind::Prefix, ExtractKind::Suffix]) {
+            Some((lits, prefix)) => (Some(lits), prefix),
+            None => (None, false),
+        };
+    let ends = if prefix {
+        trigger_literals(&hir, &[ExtractKind::Suffix])
+            .filter(|(lits, _)| lits.iter().all(|l| l.is_ascii()))
+            .map(|(lits, _)| lits)
+    } else {
+        None
     };
     Ok(Pattern {
         text: pattern.to_string(),
         triggers,
         prefix,
+        ends,
     })
 }
 
-/// The trigger literals, and whether they are ASCII prefixes of every match.
-fn trigger_literals(hir: &regex_syntax::hir::Hir) -> Option<(Vec<String>, bool)> {
-    for prefix in [true, false] {
+/// The trigger literals of the first kind (prefix or suffix) that has a usable set, and
+/// whether they are ASCII prefixes of every match.
+fn trigger_literals(
+    hir: &regex_syntax::hir::Hir,
+    kinds: &[ExtractKind],
+) -> Option<(Vec<String>, bool)> {
+    for kind in kinds {
+        let prefix = matches!(kind, ExtractKind::Prefix);
         let mut ex = Extractor::new();
-        ex.kind(if prefix {
-            ExtractKind::Prefix
-        } else {
-            ExtractKind::Suffix
-        })
-        .limit_total(256)
-        .limit_class(16);
+        ex.kind(kind.clone()).limit_total(256).limit_class(16);
         let mut seq = ex.extract(hir);
         // Eight bytes keep nearly all the filtering power while collapsing the expansions of
         // alternatives ("admin consent required|needed|...") into a few short literals.
@@ -213,52 +301,68 @@ impl SignalSet {
         let mut set = SignalSet::default();
         let mut literals: Vec<String> = Vec::new();
         let mut literal_index: HashMap<String, usize> = HashMap::new();
+        let mut own = |set: &mut SignalSet, lit: &str, owner: Owner| match literal_index.get(lit) {
+            Some(&i) => {
+                if !set.trigger_owner[i].contains(&owner) {
+                    set.trigger_owner[i].push(owner);
+                }
+            }
+            None => {
+                literal_index.insert(lit.to_string(), literals.len());
+                literals.push(lit.to_string());
+                set.trigger_owner.push(vec![owner]);
+            }
+        };
         for (name, pats) in signals {
-            let alternation = if pats.is_empty() {
-                // A signal with no (valid) pattern never matches.
-                "[^\\x00-\\xff]".to_string()
-            } else {
-                pats.iter()
-                    .map(|p| format!("(?:{})", p.text))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            };
             let id = set.names.len();
             set.index.insert(name.clone(), id);
             set.names.push(name.clone());
             set.regexes.push(LazySignal {
-                alternation,
-                re: OnceLock::new(),
+                whole: LazyRegex::new(alternation(pats.iter())),
                 finder: OnceLock::new(),
             });
-            set.anchored
-                .push(!pats.is_empty() && pats.iter().all(|p| p.prefix && p.triggers.is_some()));
-            let lits: Option<Vec<String>> = if pats.is_empty() {
-                Some(Vec::new())
-            } else {
-                pats.iter()
-                    .map(|p| p.triggers.clone())
-                    .collect::<Option<Vec<_>>>()
-                    .map(|v| v.concat())
-            };
-            match lits {
-                Some(lits) => {
-                    for l in lits {
-                        match literal_index.get(&l) {
-                            Some(&i) => {
-                                if !set.trigger_owner[i].contains(&id) {
-                                    set.trigger_owner[i].push(id);
-                                }
-                            }
-                            None => {
-                                literal_index.insert(l.clone(), literals.len());
-                                literals.push(l);
-                                set.trigger_owner.push(vec![id]);
-                            }
-                        }
-                    }
+            let anchored = |p: &Pattern| p.prefix && p.triggers.is_some();
+            let n = pats.iter().filter(|p| anchored(p)).count();
+            let part = |keep: bool| {
+                let count = if keep { n } else { pats.len() - n };
+                if count == 0 {
+                    None
+                } else if count == pats.len() {
+                    Some(Part::Whole)
+                } else {
+                    Some(Part::Own(LazyRegex::new(alternation(
+                        pats.iter().filter(|p| anchored(p) == keep),
+                    ))))
                 }
-                None => set.always.push(id),
+            };
+            set.parts.push(Parts {
+                anchored: part(true),
+                free: part(false),
+            });
+            if pats.iter().any(|p| p.triggers.is_none()) {
+                set.always.push(id);
+            }
+            for p in pats.iter().filter(|p| p.triggers.is_some()) {
+                let pattern = set.patterns.len() as u32;
+                let ends = p.ends.as_deref().filter(|_| p.prefix);
+                set.patterns.push(PatternSlot {
+                    signal: id,
+                    anchored: anchored(p),
+                    needs_end: ends.is_some(),
+                });
+                for lit in p.triggers.iter().flatten() {
+                    own(
+                        &mut set,
+                        lit,
+                        Owner {
+                            pattern,
+                            end: false,
+                        },
+                    );
+                }
+                for lit in ends.into_iter().flatten() {
+                    own(&mut set, lit, Owner { pattern, end: true });
+                }
             }
         }
         if !literals.is_empty() {
@@ -278,39 +382,62 @@ impl SignalSet {
     /// Which signals could match the haystack: one bit per signal id. Only these are worth
     /// running their regex.
     pub fn candidates(&self, haystack: &str) -> Vec<bool> {
-        let mut out = vec![false; self.names.len()];
-        for &id in &self.always {
-            out[id] = true;
-        }
-        if let Some(ac) = &self.triggers {
-            for m in ac.find_overlapping_iter(haystack.as_bytes()) {
-                for &id in &self.trigger_owner[m.pattern().as_usize()] {
-                    out[id] = true;
-                }
-            }
-        }
-        out
+        self.scan(haystack)
+            .hits
+            .iter()
+            .map(|h| h.get() == 0)
+            .collect()
     }
 
     /// One event's literal pass over `haystack`: which signals could match and, for anchored
     /// signals, where. Then [`SignalSet::matches`] answers (and remembers) per signal.
+    ///
+    /// A pattern is a candidate where one of its triggers occurs and, if it has end literals,
+    /// one of those ends after that trigger starts: a match runs from a trigger to an end.
     pub fn scan(&self, haystack: &str) -> Scan {
         let hits = vec![Cell::new(1u8); self.names.len()];
+        let mut free = vec![false; self.names.len()];
         let mut starts = Vec::new();
         for &id in &self.always {
             hits[id].set(0);
+            free[id] = true;
         }
-        if let Some(ac) = &self.triggers {
-            for m in ac.find_overlapping_iter(haystack.as_bytes()) {
-                for &id in &self.trigger_owner[m.pattern().as_usize()] {
-                    hits[id].set(0);
-                    if self.anchored[id] {
-                        starts.push((id as u32, m.start() as u32));
-                    }
-                }
+        let Some(ac) = &self.triggers else {
+            return Scan { hits, free, starts };
+        };
+        // (pattern, offset, is an end): triggers by where they start, ends by where they end.
+        let mut seen: Vec<(u32, u32, bool)> = Vec::new();
+        for m in ac.find_overlapping_iter(haystack.as_bytes()) {
+            for o in &self.trigger_owner[m.pattern().as_usize()] {
+                let at = if o.end { m.end() } else { m.start() };
+                seen.push((o.pattern, at as u32, o.end));
             }
         }
-        Scan { hits, starts }
+        seen.sort_unstable();
+        for group in seen.chunk_by(|a, b| a.0 == b.0) {
+            let slot = &self.patterns[group[0].0 as usize];
+            let limit = if slot.needs_end {
+                match group.iter().filter(|h| h.2).map(|h| h.1).max() {
+                    Some(end) => end,
+                    None => continue,
+                }
+            } else {
+                u32::MAX
+            };
+            let mut triggered = group.iter().filter(|h| !h.2 && h.1 < limit).peekable();
+            if triggered.peek().is_none() {
+                continue;
+            }
+            hits[slot.signal].set(0);
+            if slot.anchored {
+                starts.extend(triggered.map(|&(_, at, _)| (slot.signal as u32, at)));
+            } else {
+                free[slot.signal] = true;
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        Scan { hits, free, starts }
     }
 
     /// Does signal `id` match `haystack`, the text `scan` was made from? Remembered in `scan`.
@@ -321,22 +448,40 @@ impl SignalSet {
         if known.get() != 0 {
             return known.get() == 2;
         }
-        let hit = self
-            .regexes
-            .get(id)
-            .and_then(LazySignal::get)
-            .is_some_and(|re| {
-                let hay = haystack.as_bytes();
-                let starts = || scan.starts.iter().filter(|(s, _)| *s as usize == id);
-                if !self.anchored[id] || starts().nth(MAX_STARTS).is_some() {
-                    return re.is_match(hay);
-                }
-                starts().any(|&(_, at)| {
-                    re.is_match(Input::new(hay).range(at as usize..).anchored(Anchored::Yes))
-                })
-            });
+        let hay = haystack.as_bytes();
+        let parts = &self.parts[id];
+        let from = scan.starts.partition_point(|&(s, _)| (s as usize) < id);
+        let to = scan.starts.partition_point(|&(s, _)| (s as usize) <= id);
+        let starts = &scan.starts[from..to];
+        let anchored = || {
+            let Some(re) = parts.anchored.as_ref().and_then(|p| self.part(id, p)) else {
+                return false;
+            };
+            if starts.len() > MAX_STARTS {
+                return re.is_match(hay);
+            }
+            starts.iter().any(|&(_, at)| {
+                re.is_match(Input::new(hay).range(at as usize..).anchored(Anchored::Yes))
+            })
+        };
+        let free = || {
+            scan.free[id]
+                && parts
+                    .free
+                    .as_ref()
+                    .and_then(|p| self.part(id, p))
+                    .is_some_and(|re| re.is_match(hay))
+        };
+        let hit = (!starts.is_empty() && anchored()) || free();
         known.set(if hit { 2 } else { 1 });
         hit
+    }
+
+    fn part<'a>(&'a self, id: usize, part: &'a Part) -> Option<&'a Regex> {
+        match part {
+            Part::Whole => self.regexes.get(id).and_then(LazySignal::get),
+            Part::Own(lazy) => lazy.get(),
+        }
     }
 
     pub fn id(&self, name: &str) -> Option<usize> {
@@ -465,8 +610,31 @@ pub(crate) mod tests {
             ),
             ("suffix", &[r"[^\n]{0,20}not allowed\b"]),
             ("none", &[r"\d+\s*$"]),
+            (
+                "mixed",
+                &[
+                    r"quota[^\n]{0,20}exceeded",
+                    r"\bno\b[^\n]{0,20}\bkeys? (were|was) sent\b",
+                    r"(?m)^\s*denied\s*$",
+                ],
+            ),
         ]);
-        assert!(set.anchored[0] && set.anchored[1] && !set.anchored[2] && !set.anchored[3]);
+        let kinds: Vec<(bool, bool)> = set
+            .parts
+            .iter()
+            .map(|p| (p.anchored.is_some(), p.free.is_some()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (true, false),
+                (true, false),
+                (false, true),
+                (false, true),
+                (true, true)
+            ]
+        );
+        assert!(matches!(set.parts[4].anchored, Some(Part::Own(_))));
         for text in [
             "Bad Credentials",
             "xbad credentials",
@@ -481,6 +649,12 @@ pub(crate) mod tests {
             "nothing here",
             &"token ".repeat(40),
             &format!("{}token expired", "token ".repeat(20)),
+            "expired token",
+            "expired: token\nno api keys were sent",
+            "quota exceeded",
+            "exceeded the quota",
+            "exceeded the quota\n denied ",
+            "no key was sent",
         ] {
             let scan = set.scan(text);
             for id in 0..set.len() {
@@ -495,6 +669,29 @@ pub(crate) mod tests {
                 assert_eq!(set.matches(id, text, &scan), plain);
             }
         }
+    }
+
+    #[test]
+    fn a_pattern_is_a_candidate_only_where_an_end_follows_a_trigger() {
+        let set = build(&[("window", &[r"token[^\n]{0,30}expired"])]);
+        let p = analyse(r"token[^\n]{0,30}expired").unwrap();
+        assert_eq!(p.triggers.as_deref(), Some(&["token".to_string()][..]));
+        assert_eq!(p.ends.as_deref(), Some(&["expired".to_string()][..]));
+        // Both literals, in the wrong order or one missing: the regex is not worth running.
+        for text in ["expired token", "token revoked", "it expired"] {
+            assert_eq!(set.candidates(text), [false], "{text:?}");
+        }
+        for text in [
+            "token expired",
+            "expired token; token expired",
+            "TOKEN has EXPIRED",
+        ] {
+            assert_eq!(set.candidates(text), [true], "{text:?}");
+            assert!(set.matches(0, text, &set.scan(text)), "{text:?}");
+        }
+        // A candidate is not yet a match: the window is 30 bytes.
+        let far = format!("token{}expired", " ".repeat(40));
+        assert!(!set.matches(0, &far, &set.scan(&far)));
     }
 
     #[test]
