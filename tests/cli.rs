@@ -213,6 +213,53 @@ fn batch_on_several_workers_writes_what_one_thread_writes_in_input_order() {
 }
 
 #[test]
+fn batch_answers_each_line_as_it_comes_when_fed_one_at_a_time() {
+    // A platform keeping one `--batch -` process open and writing failures as they happen
+    // must get each answer before it writes the next line (and before closing stdin).
+    for jobs in ["1", "2"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
+            .args(["diagnose", "--batch", "--offline", "--jobs", jobs, "-"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn whyfail");
+        let mut input = child.stdin.take().expect("stdin");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                if tx.send(line.expect("read stdout")).is_err() {
+                    return;
+                }
+            }
+        });
+        for i in 0..3 {
+            writeln!(
+                input,
+                r#"{{"event_id":"s{i}","error":{{"status":429,"headers":{{"retry-after":"{i}"}}}}}}"#
+            )
+            .expect("write stdin");
+            input.flush().expect("flush stdin");
+            let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+            let Ok(line) = got else {
+                let _ = child.kill();
+                panic!(
+                    "--jobs {jobs}: no answer to line {} while stdin stays open",
+                    i + 1
+                );
+            };
+            let v: Value = serde_json::from_str(&line).expect("json");
+            assert_eq!(v["event_id"], format!("s{i}"), "--jobs {jobs}");
+        }
+        drop(input);
+        assert!(child.wait().expect("wait").success());
+    }
+}
+
+#[test]
 fn batch_survives_a_line_that_is_not_utf8() {
     let mut input = b"{\"error\":{\"status\":429}}\n".to_vec();
     input.extend_from_slice(b"{\"error\":{\"message\":\"\xff\xfe\"}}\n");
