@@ -295,17 +295,24 @@ pub(crate) struct HelperCtx {
     pub error: Dynamic,
     pub secrets: Arc<[(String, String)]>,
     pub signals: Arc<SignalSet>,
-    /// The literal pass over the haystack and the signals answered, once the first signal is
-    /// asked for.
-    scan: OnceCell<Scan>,
+    /// The error's text and what signals found in it; shared by contexts of the same error.
+    text: Rc<ErrorText>,
     /// The library's `matches()` patterns (see [`PatternSet`]).
     pub patterns: Arc<PatternSet>,
-    haystack: OnceCell<ImmutableString>,
     /// The event's scrubber, for text quoted cut short (`head`, `tail`), built when first needed.
     scrubber: OnceCell<crate::scrub::Scrubber>,
     retry_hint: OnceCell<Option<INT>>,
     /// What `fact("name")` reads and records (see [`LiveCalls`]).
     live: RefCell<LiveCalls>,
+}
+
+/// What helpers derive from the error alone, built when first asked for: the haystack signals
+/// search, and the literal pass over it with the signals answered so far. Contexts made for
+/// the same error (the two counterfactual worlds) share it.
+#[derive(Default)]
+pub(crate) struct ErrorText {
+    haystack: OnceCell<ImmutableString>,
+    scan: OnceCell<Scan>,
 }
 
 /// The live facts a script asks for with `fact("name")`: the diagnosis' fact map (shared with
@@ -327,14 +334,25 @@ impl HelperCtx {
         signals: Arc<SignalSet>,
         patterns: Arc<PatternSet>,
     ) -> Self {
+        Self::sharing_text(now, error, secrets, signals, patterns, Rc::default())
+    }
+
+    /// A context whose error is the one `text` was (or will be) made from.
+    pub fn sharing_text(
+        now: i64,
+        error: Dynamic,
+        secrets: Arc<[(String, String)]>,
+        signals: Arc<SignalSet>,
+        patterns: Arc<PatternSet>,
+        text: Rc<ErrorText>,
+    ) -> Self {
         HelperCtx {
             now,
             error,
             secrets,
             signals,
-            scan: OnceCell::new(),
+            text,
             patterns,
-            haystack: OnceCell::new(),
             scrubber: OnceCell::new(),
             retry_hint: OnceCell::new(),
             live: RefCell::new(LiveCalls::default()),
@@ -396,7 +414,7 @@ impl HelperCtx {
 
     /// The haystack as a shared string (for `text()`, without copying it).
     pub fn haystack_shared(&self) -> &ImmutableString {
-        self.haystack.get_or_init(|| {
+        self.text.haystack.get_or_init(|| {
             let mut s = String::with_capacity(256);
             if let Some(map) = self.error.read_lock::<Map>() {
                 for key in ["message", "code", "body"] {
@@ -426,7 +444,10 @@ impl HelperCtx {
 
     pub fn signal_id(&self, id: usize) -> bool {
         // First question this event: one literal pass marks the signals that could match.
-        let scan = self.scan.get_or_init(|| self.signals.scan(self.haystack()));
+        let scan = self
+            .text
+            .scan
+            .get_or_init(|| self.signals.scan(self.haystack()));
         self.signals.matches(id, self.haystack(), scan)
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Map};
 
 use crate::eval::statement;
-use crate::sandbox::{self, HelperCtx, PatternSet, SCOPE_VARS};
+use crate::sandbox::{self, ErrorText, HelperCtx, PatternSet, SCOPE_VARS};
 use crate::signals::SignalSet;
 
 /// Connection fields that say which kind of connection this is (context, not evidence): they
@@ -100,6 +100,8 @@ impl Worlds {
         secrets: Arc<[(String, String)]>,
     ) -> Worlds {
         let error = bare_error(&var(vars, "error"));
+        // Both worlds see the same error: one haystack, one literal pass, one answer per signal.
+        let text: Rc<ErrorText> = Rc::default();
         let world = |keep_state: bool| {
             let mut root = Map::new();
             let mut out = Vec::with_capacity(SCOPE_VARS.len());
@@ -125,12 +127,13 @@ impl Worlds {
             };
             World {
                 vars: out,
-                helper: Rc::new(HelperCtx::new(
+                helper: Rc::new(HelperCtx::sharing_text(
                     now,
                     error.clone(),
                     secrets,
                     signals.clone(),
                     patterns.clone(),
+                    text.clone(),
                 )),
             }
         };
