@@ -34,7 +34,7 @@
 //! practice, and Unicode case folding multiplies automaton sizes. The haystack is the error's
 //! message, code, body and `www-authenticate` header.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -99,6 +99,13 @@ struct PatternSlot {
     /// A match also ends with one of the pattern's end literals: it is a candidate only where
     /// one of them ends after a trigger starts.
     needs_end: bool,
+}
+
+thread_local! {
+    /// Scratch for [`SignalSet::scan`], per pattern: 1 + where its last end literal ends in the
+    /// haystack being scanned, 0 for none. Back to zeros after each scan; kept between scans so
+    /// a scan needs no sorting and no allocation of its size.
+    static LAST_END: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A start search is given up for the plain search beyond this many literal occurrences.
@@ -405,36 +412,44 @@ impl SignalSet {
         let Some(ac) = &self.triggers else {
             return Scan { hits, free, starts };
         };
-        // (pattern, offset, is an end): triggers by where they start, ends by where they end.
-        let mut seen: Vec<(u32, u32, bool)> = Vec::new();
-        for m in ac.find_overlapping_iter(haystack.as_bytes()) {
-            for o in &self.trigger_owner[m.pattern().as_usize()] {
-                let at = if o.end { m.end() } else { m.start() };
-                seen.push((o.pattern, at as u32, o.end));
+        // Triggers by where they start; per pattern, where its last end literal ends.
+        let mut triggers: Vec<(u32, u32)> = Vec::new();
+        LAST_END.with(|last| {
+            let mut last = last.borrow_mut();
+            if last.len() < self.patterns.len() {
+                last.resize(self.patterns.len(), 0);
             }
-        }
-        seen.sort_unstable();
-        for group in seen.chunk_by(|a, b| a.0 == b.0) {
-            let slot = &self.patterns[group[0].0 as usize];
-            let limit = if slot.needs_end {
-                match group.iter().filter(|h| h.2).map(|h| h.1).max() {
-                    Some(end) => end,
-                    None => continue,
+            let mut touched: Vec<u32> = Vec::new();
+            for m in ac.find_overlapping_iter(haystack.as_bytes()) {
+                for o in &self.trigger_owner[m.pattern().as_usize()] {
+                    if o.end {
+                        let end = &mut last[o.pattern as usize];
+                        if *end == 0 {
+                            touched.push(o.pattern);
+                        }
+                        *end = (*end).max(m.end() as u32 + 1);
+                    } else {
+                        triggers.push((o.pattern, m.start() as u32));
+                    }
                 }
-            } else {
-                u32::MAX
-            };
-            let mut triggered = group.iter().filter(|h| !h.2 && h.1 < limit).peekable();
-            if triggered.peek().is_none() {
-                continue;
             }
-            hits[slot.signal].set(0);
-            if slot.anchored {
-                starts.extend(triggered.map(|&(_, at, _)| (slot.signal as u32, at)));
-            } else {
-                free[slot.signal] = true;
+            for &(pattern, at) in &triggers {
+                let slot = &self.patterns[pattern as usize];
+                // A match runs from this trigger to an end literal ending after it starts.
+                if slot.needs_end && last[pattern as usize] <= at + 1 {
+                    continue;
+                }
+                hits[slot.signal].set(0);
+                if slot.anchored {
+                    starts.push((slot.signal as u32, at));
+                } else {
+                    free[slot.signal] = true;
+                }
             }
-        }
+            for p in touched {
+                last[p as usize] = 0;
+            }
+        });
         starts.sort_unstable();
         starts.dedup();
         Scan { hits, free, starts }
