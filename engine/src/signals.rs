@@ -108,6 +108,14 @@ thread_local! {
     static LAST_END: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Literals extracted per pattern, at most: a pattern with more has none (it always runs).
+const MAX_TRIGGERS: usize = 256;
+
+/// End literals per pattern, at most. Ends only narrow down patterns that have triggers, so a
+/// short list suffices: most patterns end in one word or a few; longer lists added load time
+/// (extraction and a bigger literal automaton) for little filtering.
+const MAX_ENDS: usize = 16;
+
 /// A start search is given up for the plain search beyond this many literal occurrences.
 const MAX_STARTS: usize = 16;
 
@@ -247,13 +255,16 @@ pub fn analyse(pattern: &str) -> Result<Pattern, String> {
         .build()
         .parse(pattern)
         .map_err(|e| e.to_string())?;
-    let (triggers, prefix) =
-        match trigger_literals(&hir, &[ExtractKind::Prefix, ExtractKind::Suffix]) {
-            Some((lits, prefix)) => (Some(lits), prefix),
-            None => (None, false),
-        };
+    let (triggers, prefix) = match trigger_literals(
+        &hir,
+        &[ExtractKind::Prefix, ExtractKind::Suffix],
+        MAX_TRIGGERS,
+    ) {
+        Some((lits, prefix)) => (Some(lits), prefix),
+        None => (None, false),
+    };
     let ends = if prefix {
-        trigger_literals(&hir, &[ExtractKind::Suffix])
+        trigger_literals(&hir, &[ExtractKind::Suffix], MAX_ENDS)
             .filter(|(lits, _)| lits.iter().all(|l| l.is_ascii()))
             .map(|(lits, _)| lits)
     } else {
@@ -272,11 +283,12 @@ pub fn analyse(pattern: &str) -> Result<Pattern, String> {
 fn trigger_literals(
     hir: &regex_syntax::hir::Hir,
     kinds: &[ExtractKind],
+    limit: usize,
 ) -> Option<(Vec<String>, bool)> {
     for kind in kinds {
         let prefix = matches!(kind, ExtractKind::Prefix);
         let mut ex = Extractor::new();
-        ex.kind(kind.clone()).limit_total(256).limit_class(16);
+        ex.kind(kind.clone()).limit_total(limit).limit_class(16);
         let mut seq = ex.extract(hir);
         // Eight bytes keep nearly all the filtering power while collapsing the expansions of
         // alternatives ("admin consent required|needed|...") into a few short literals.
