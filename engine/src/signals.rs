@@ -721,6 +721,66 @@ pub(crate) mod tests {
         assert!(!set.matches(0, &far, &set.scan(&far)));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// The literal pass (triggers, ends in order, anchored starts, free parts) never
+        /// changes an answer: on texts made of the patterns' own words in any order, case and
+        /// spacing, every signal answers as its plain regex does.
+        #[test]
+        fn the_literal_pass_answers_as_the_plain_search(
+            words in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "token", "TOKEN", "expired", "Expired", "key", "revoked", "quota",
+                    "exceeded", "no", "keys", "were", "was", "sent", "denied", "invalid",
+                    "api", "wrong", "bad credentials", "not allowed", "42", "x", "-", ":",
+                ]),
+                0..24,
+            ),
+            seps in proptest::collection::vec(
+                proptest::sample::select(vec![" ", "", "\n", "  ", ".", "_"]),
+                24,
+            ),
+        ) {
+            static SET: std::sync::LazyLock<SignalSet> = std::sync::LazyLock::new(|| {
+                build(&[
+                    ("lits", &[r"\bbad credentials\b", "(invalid|wrong) (api )?key"]),
+                    ("window", &[r"token[^\n]{0,30}expired", r"\bkey\b.{0,10}revoked"]),
+                    ("suffix", &[r"[^\n]{0,20}not allowed\b"]),
+                    ("none", &[r"\d+\s*$"]),
+                    (
+                        "mixed",
+                        &[
+                            r"quota[^\n]{0,20}exceeded",
+                            r"\bno\b[^\n]{0,20}\bkeys? (were|was) sent\b",
+                            r"(?m)^\s*denied\s*$",
+                        ],
+                    ),
+                    ("many_ends", &[r"(token|key) (was |were )?(expired|revoked|invalid|denied|sent)"]),
+                ])
+            });
+            let text: String = words
+                .iter()
+                .zip(seps.iter())
+                .flat_map(|(w, s)| [*w, *s])
+                .collect();
+            let scan = SET.scan(&text);
+            for id in 0..SET.len() {
+                proptest::prop_assert_eq!(
+                    SET.matches(id, &text, &scan),
+                    SET.is_match(id, &text),
+                    "{} on {:?}",
+                    &SET.names[id],
+                    &text
+                );
+            }
+        }
+    }
+
     #[test]
     fn blank_matches_blanks_every_match() {
         let set = build(&[("m", &["(scheduled|planned) maintenance", "exceeded"])]);
