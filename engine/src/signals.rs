@@ -302,7 +302,7 @@ fn trigger_literals(
         let ascii = lits.iter().all(|l| l.as_bytes().is_ascii());
         let mut out: Vec<String> = lits
             .iter()
-            .map(|l| String::from_utf8_lossy(l.as_bytes()).to_ascii_lowercase())
+            .map(|l| whole_chars(l.as_bytes(), prefix).to_ascii_lowercase())
             .collect();
         out.sort();
         out.dedup();
@@ -312,6 +312,26 @@ fn trigger_literals(
         }
     }
     None
+}
+
+/// The literal without the character its eight-byte cut split: a prefix loses its broken last
+/// character, a suffix its broken first one. What is left still starts (ends) every match;
+/// the bytes as they were would be searched as text they are not, and hide every match.
+fn whole_chars(bytes: &[u8], prefix: bool) -> &str {
+    if prefix {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => s,
+            // The cut is at the end: everything before the broken character is whole.
+            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+        }
+    } else {
+        // Continuation bytes (10xxxxxx) at the start belong to a character cut off.
+        let start = bytes
+            .iter()
+            .position(|b| b & 0xC0 != 0x80)
+            .unwrap_or(bytes.len());
+        std::str::from_utf8(&bytes[start..]).unwrap_or_default()
+    }
 }
 
 impl SignalSet {
@@ -783,6 +803,25 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn literals_cut_inside_a_character_never_hide_a_match() {
+        // Eight bytes of "abc日本語" end inside 本: such a literal cannot be searched as text.
+        let set = build(&[
+            ("cjk", &["abc日本語 error", "xyz日本語"]),
+            ("latin", &["échec de connexion"]),
+        ]);
+        for (id, text) in [
+            (0, "ABC日本語 error"),
+            (0, "a xyz日本語!"),
+            (1, "Échec de connexion"),
+        ] {
+            let plain = set.is_match(id, text);
+            assert_eq!(set.matches(id, text, &set.scan(text)), plain, "{text:?}");
+            assert!(plain || id == 1, "{text:?}");
+        }
+        assert!(set.matches(1, "échec de connexion", &set.scan("échec de connexion")));
     }
 
     #[test]
