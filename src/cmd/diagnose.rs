@@ -698,9 +698,12 @@ fn parallel<W: Write>(
                 if slots.recv().is_err() {
                     return OK;
                 }
-                let mut chunk = Vec::with_capacity(CHUNK);
+                // Chunks grow (1, 2, 3, ... lines) to their full size: a short batch is
+                // still spread over every worker.
+                let size = CHUNK.min(seq + 1);
+                let mut chunk = Vec::with_capacity(size);
                 let mut stop = None;
-                while chunk.len() < CHUNK {
+                while chunk.len() < size {
                     // The first line of a chunk is waited for; later ones only if buffered.
                     match next_item(reader, &mut bytes, &mut n, max, chunk.is_empty()) {
                         Ok(Next::Item(item, endless)) => {
