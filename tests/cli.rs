@@ -2,23 +2,18 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
+
+mod common;
 
 fn whyfail(args: &[&str], stdin: Option<&str>) -> Output {
     whyfail_bytes(args, stdin.map(str::as_bytes))
 }
 
 fn whyfail_bytes(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn whyfail");
+    let mut child = common::spawn_whyfail(args);
     let mut pipe = child.stdin.take().expect("stdin");
     if let Some(input) = stdin {
         pipe.write_all(input).expect("write stdin");
@@ -217,14 +212,8 @@ fn batch_answers_each_line_as_it_comes_when_fed_one_at_a_time() {
     // A platform keeping one `--batch -` process open and writing failures as they happen
     // must get each answer before it writes the next line (and before closing stdin).
     for jobs in ["1", "2"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
-            .args(["diagnose", "--batch", "--offline", "--jobs", jobs, "-"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn whyfail");
+        let mut child =
+            common::spawn_whyfail(&["diagnose", "--batch", "--offline", "--jobs", jobs, "-"]);
         let mut input = child.stdin.take().expect("stdin");
         let (tx, rx) = std::sync::mpsc::channel();
         let out = child.stdout.take().expect("stdout");

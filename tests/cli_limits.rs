@@ -4,19 +4,14 @@
 //! buffers the whole input dies there instead of answering.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+mod common;
+
 fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn whyfail");
+    let mut child = common::spawn_whyfail(args);
     let mut pipe = child.stdin.take().expect("stdin");
     // The binary may stop reading early (that is the point); a broken pipe is expected then.
     let _ = pipe.write_all(stdin);

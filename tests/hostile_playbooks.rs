@@ -2,10 +2,11 @@
 //! builds from event data.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
+
+mod common;
 
 /// Peak resident memory of a running process so far, in KiB (Linux `VmHWM`).
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -28,21 +29,14 @@ fn distinct_hostile_patterns_from_events_keep_memory_flat() {
         input.push_str(&event.to_string());
         input.push('\n');
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
-        .args([
-            "diagnose",
-            "--batch",
-            "--offline",
-            "--playbooks",
-            "tests/playbooks/hostile",
-            "-",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn whyfail");
+    let mut child = common::spawn_whyfail(&[
+        "diagnose",
+        "--batch",
+        "--offline",
+        "--playbooks",
+        "tests/playbooks/hostile",
+        "-",
+    ]);
     let pid = child.id();
     let mut stdin = child.stdin.take().expect("stdin");
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
@@ -122,14 +116,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
 }
 
 fn run(args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn whyfail");
+    let mut child = common::spawn_whyfail(args);
     let mut pipe = child.stdin.take().expect("stdin");
     if let Some(s) = stdin {
         pipe.write_all(s.as_bytes()).expect("write stdin");

@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 mod common;
 
@@ -81,14 +80,7 @@ fn every_resolution_the_binary_produces_validates_against_the_resolution_schema(
         let mut args = vec!["diagnose", "--batch", "--offline"];
         args.extend_from_slice(extra);
         args.push("-");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_whyfail"))
-            .args(&args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn whyfail");
+        let mut child = common::spawn_whyfail(&args);
         let mut stdin = child.stdin.take().expect("stdin");
         let data = input.clone();
         let writer = std::thread::spawn(move || stdin.write_all(data.as_bytes()));
