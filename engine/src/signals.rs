@@ -648,28 +648,32 @@ pub(crate) mod tests {
         assert!(set.always.contains(&2));
     }
 
+    /// One signal of each kind: prefix triggers, prefix triggers with end literals, suffix
+    /// triggers, no literals, and all three mixed in one signal.
+    const KINDS: &[(&str, &[&str])] = &[
+        (
+            "lits",
+            &[r"\bbad credentials\b", "(invalid|wrong) (api )?key"],
+        ),
+        (
+            "window",
+            &[r"token[^\n]{0,30}expired", r"\bkey\b.{0,10}revoked"],
+        ),
+        ("suffix", &[r"[^\n]{0,20}not allowed\b"]),
+        ("none", &[r"\d+\s*$"]),
+        (
+            "mixed",
+            &[
+                r"quota[^\n]{0,20}exceeded",
+                r"\bno\b[^\n]{0,20}\bkeys? (were|was) sent\b",
+                r"(?m)^\s*denied\s*$",
+            ],
+        ),
+    ];
+
     #[test]
     fn anchored_at_literals_answers_as_the_plain_search() {
-        let set = build(&[
-            (
-                "lits",
-                &[r"\bbad credentials\b", "(invalid|wrong) (api )?key"],
-            ),
-            (
-                "window",
-                &[r"token[^\n]{0,30}expired", r"\bkey\b.{0,10}revoked"],
-            ),
-            ("suffix", &[r"[^\n]{0,20}not allowed\b"]),
-            ("none", &[r"\d+\s*$"]),
-            (
-                "mixed",
-                &[
-                    r"quota[^\n]{0,20}exceeded",
-                    r"\bno\b[^\n]{0,20}\bkeys? (were|was) sent\b",
-                    r"(?m)^\s*denied\s*$",
-                ],
-            ),
-        ]);
+        let set = build(KINDS);
         let kinds: Vec<(bool, bool)> = set
             .parts
             .iter()
@@ -771,21 +775,12 @@ pub(crate) mod tests {
             ),
         ) {
             static SET: std::sync::LazyLock<SignalSet> = std::sync::LazyLock::new(|| {
-                build(&[
-                    ("lits", &[r"\bbad credentials\b", "(invalid|wrong) (api )?key"]),
-                    ("window", &[r"token[^\n]{0,30}expired", r"\bkey\b.{0,10}revoked"]),
-                    ("suffix", &[r"[^\n]{0,20}not allowed\b"]),
-                    ("none", &[r"\d+\s*$"]),
-                    (
-                        "mixed",
-                        &[
-                            r"quota[^\n]{0,20}exceeded",
-                            r"\bno\b[^\n]{0,20}\bkeys? (were|was) sent\b",
-                            r"(?m)^\s*denied\s*$",
-                        ],
-                    ),
-                    ("many_ends", &[r"(token|key) (was |were )?(expired|revoked|invalid|denied|sent)"]),
-                ])
+                let mut signals = KINDS.to_vec();
+                signals.push((
+                    "many_ends",
+                    &[r"(token|key) (was |were )?(expired|revoked|invalid|denied|sent)"],
+                ));
+                build(&signals)
             });
             let text: String = words
                 .iter()
