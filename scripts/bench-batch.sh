@@ -3,7 +3,7 @@
 # (start and library load included), on the issue-15 workload: N events (default 20000) made by
 # cycling the events of the public corpus (/work/shared/corpus/public, or $CORPUS; each file's
 # "event") followed by those of tests/cases/**.json, files in sorted order. Without the corpus
-# (a checkout on its own) the tests/cases events alone are cycled.
+# (a checkout on its own) the tests/cases events alone are cycled (scripts/bench-events.py).
 #
 # Prints, per --jobs setting (default "1 0"; 0 = every core):
 #   events per CPU-second (user+sys), wall events/s, peak RSS;
@@ -19,21 +19,7 @@ corpus=${CORPUS:-/work/shared/corpus/public}
 [ -x "$bin" ] || cargo build --release -q
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python3 - "$n" "$tmp/events.jsonl" "$corpus" <<'PY'
-import json, pathlib, sys
-n, out, corpus = int(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
-events = []
-if corpus.is_dir():
-    for p in sorted(corpus.glob("*.json")):
-        events.append(json.dumps(json.loads(p.read_text())["event"]))
-for p in sorted(pathlib.Path("tests/cases").rglob("*.json")):
-    events.append(json.dumps(json.loads(p.read_text())["event"]))
-with open(out, "w") as f:
-    for i in range(n):
-        f.write(events[i % len(events)] + "\n")
-print(f"workload: {len(events)} distinct events cycled to {n} lines "
-      f"({'corpus + ' if corpus.is_dir() else ''}tests/cases)")
-PY
+python3 scripts/bench-events.py "$n" "$tmp/events.jsonl" "$corpus"
 for jobs in ${JOBS:-1 0}; do
   flag=()
   [ "$jobs" != 0 ] && flag=(--jobs "$jobs")

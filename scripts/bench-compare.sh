@@ -6,7 +6,7 @@
 # what each binary costs when undisturbed.
 #
 # Usage: scripts/bench-compare.sh BIN_A BIN_B [BIN...]
-#   env: ROUNDS (5), JOBS (1), N (20000 events, built as scripts/bench-batch.sh does),
+#   env: ROUNDS (5), JOBS (1), N (20000 events, made by scripts/bench-events.py),
 #        CORPUS=DIR (default /work/shared/corpus/public; tests/cases alone without it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,19 +17,7 @@ n=${N:-20000}
 corpus=${CORPUS:-/work/shared/corpus/public}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python3 - "$n" "$tmp/events.jsonl" "$corpus" <<'PY'
-import json, pathlib, sys
-n, out, corpus = int(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
-events = []
-if corpus.is_dir():
-    for p in sorted(corpus.glob("*.json")):
-        events.append(json.dumps(json.loads(p.read_text())["event"]))
-for p in sorted(pathlib.Path("tests/cases").rglob("*.json")):
-    events.append(json.dumps(json.loads(p.read_text())["event"]))
-with open(out, "w") as f:
-    for i in range(n):
-        f.write(events[i % len(events)] + "\n")
-PY
+python3 scripts/bench-events.py "$n" "$tmp/events.jsonl" "$corpus"
 for _ in $(seq "$rounds"); do
   for bin in "$@"; do
     /usr/bin/time -f "%U %S %e %M" -o "$tmp/time" \
