@@ -57,7 +57,8 @@ pub fn run(args: Args) -> u8 {
     let runaway = diags
         .iter()
         .any(|d| d.code == whyfail_engine::diag::code::SCRIPT_BUDGET);
-    let status_only: Vec<_> = if errors == 0 && !runaway {
+    let probed = errors == 0 && !runaway;
+    let status_only: Vec<_> = if probed {
         super::status_only::probe(&lib)
             .into_iter()
             .filter(|s| is_under(&s.file, args.path.as_deref()))
@@ -71,7 +72,7 @@ pub fn run(args: Args) -> u8 {
             let mut out = json!({"ok": errors == 0, "errors": errors, "warnings": warnings, "diagnostics": diags, "playbooks": playbooks, "playbook_set": lib.hash()});
             // Probed only when the set loaded cleanly (a broken set has nothing to probe) and
             // no script runs away.
-            if errors == 0 && !runaway {
+            if probed {
                 out["status_only"] = json!(status_only);
             }
             super::emit(&serde_json::to_string_pretty(&out).unwrap_or_default());

@@ -150,30 +150,26 @@ pub fn lint_budgets(lib: &Library, total: std::time::Duration) -> Vec<crate::Dia
             };
             let at = &script.origin;
             if why == sandbox::Overrun::Script.message() {
+                let message = format!(
+                    "the script ran past its {} ms budget on an event with nothing in it; \
+                     it would be stopped (an `error` outcome) on every event",
+                    sandbox::SCRIPT_BUDGET.as_millis()
+                );
                 diags.push(
-                Diagnostic::warning(
-                    code::SCRIPT_BUDGET,
-                    &at.file,
-                    format!(
-                        "the script ran past its {} ms budget on an event with nothing in it; it would be stopped (an `error` outcome) on every event",
-                        sandbox::SCRIPT_BUDGET.as_millis()
-                    ),
-                )
-                .at_path(&at.yaml_path)
-                .at(at.line, at.column)
-                .hint("bound its loops by the event's data, not by a large constant"),
-            );
+                    Diagnostic::warning(code::SCRIPT_BUDGET, &at.file, message)
+                        .at_path(&at.yaml_path)
+                        .at(at.line, at.column)
+                        .hint("bound its loops by the event's data, not by a large constant"),
+                );
             } else if why == sandbox::Overrun::Diagnosis.message() {
-                diags.push(Diagnostic::warning(
-                code::SCRIPT_BUDGET,
-                &at.file,
-                format!(
-                    "running each script once took more than {} ms in all; {} of {} scripts were not run",
+                let message = format!(
+                    "running each script once took more than {} ms in all; \
+                     {} of {} scripts were not run",
                     total.as_millis(),
                     scripts.len() - n,
                     scripts.len()
-                ),
-            ));
+                );
+                diags.push(Diagnostic::warning(code::SCRIPT_BUDGET, &at.file, message));
                 break;
             }
         }
