@@ -304,6 +304,8 @@ pub(crate) struct HelperCtx {
     retry_hint: OnceCell<Option<INT>>,
     /// What `fact("name")` reads and records (see [`LiveCalls`]).
     live: RefCell<LiveCalls>,
+    /// `secret(name)` answers so far (see [`HelperCtx::secret_shape`]).
+    secret_shapes: RefCell<Vec<(String, Dynamic)>>,
 }
 
 /// What helpers derive from the error alone, built when first asked for: the haystack signals
@@ -356,6 +358,7 @@ impl HelperCtx {
             scrubber: OnceCell::new(),
             retry_hint: OnceCell::new(),
             live: RefCell::new(LiveCalls::default()),
+            secret_shapes: RefCell::default(),
         }
     }
 
@@ -762,74 +765,91 @@ fn tail(text: &str, max: usize) -> String {
 
 /// What a script may learn about a secret: its shape, never its value.
 fn describe_secret(name: &str) -> Dynamic {
-    let Some(desc) = with_ctx(|c| {
-        let mut m = Map::new();
-        let value = c
-            .secrets
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str());
-        m.insert(
-            "present".into(),
-            value.is_some_and(|v| !v.is_empty()).into(),
-        );
-        if let Some(v) = value {
-            let trimmed = v.trim();
-            m.insert("length".into(), (v.chars().count() as INT).into());
-            m.insert(
-                "leading_whitespace".into(),
-                (v.len() != v.trim_start().len()).into(),
-            );
-            m.insert(
-                "trailing_whitespace".into(),
-                (v.len() != v.trim_end().len()).into(),
-            );
-            m.insert(
-                "has_newline".into(),
-                (v.contains('\n') || v.contains('\r')).into(),
-            );
-            m.insert(
-                "inner_whitespace".into(),
-                trimmed.contains(char::is_whitespace).into(),
-            );
-            let lower = trimmed.to_ascii_lowercase();
-            let scheme = ["bearer ", "basic ", "token ", "apikey ", "api-key "]
-                .iter()
-                .find(|p| lower.starts_with(*p))
-                .map(|p| p.trim().to_string())
-                .unwrap_or_default();
-            m.insert("scheme_prefix".into(), scheme.into());
-            let label = lower.contains(':')
-                && lower.split(':').next().is_some_and(|l| {
-                    [
-                        "client id",
-                        "client_id",
-                        "client secret",
-                        "client_secret",
-                        "secret",
-                        "key",
-                        "api key",
-                        "token",
-                        "value",
-                    ]
-                    .contains(&l.trim())
-                });
-            m.insert("label_prefix".into(), label.into());
-            m.insert(
-                "quoted".into(),
-                (trimmed.len() > 1 && (trimmed.starts_with('"') || trimmed.starts_with('\'')))
-                    .into(),
-            );
-            m.insert(
-                "looks_like_jwt".into(),
-                (trimmed.split('.').count() == 3 && trimmed.starts_with("eyJ")).into(),
-            );
+    with_ctx(|c| c.secret_shape(name)).unwrap_or(Dynamic::UNIT)
+}
+
+/// How many `secret(name)` answers one event keeps (names come from the library, so a
+/// handful; a script building names from event data must not grow the list without bound).
+const MAX_SECRET_SHAPES: usize = 16;
+
+impl HelperCtx {
+    /// `secret(name)`, built once per event and name: checks ask for the same secret's shape
+    /// again and again, and each answer is a map of ten fields.
+    fn secret_shape(&self, name: &str) -> Dynamic {
+        if let Some((_, d)) = self.secret_shapes.borrow().iter().find(|(k, _)| k == name) {
+            return d.clone();
         }
-        m
-    }) else {
-        return Dynamic::UNIT;
-    };
-    desc.into()
+        let d = Dynamic::from_map(shape_of_secret(&self.secrets, name));
+        let mut memo = self.secret_shapes.borrow_mut();
+        if memo.len() < MAX_SECRET_SHAPES {
+            memo.push((name.to_string(), d.clone()));
+        }
+        d
+    }
+}
+
+fn shape_of_secret(secrets: &[(String, String)], name: &str) -> Map {
+    let mut m = Map::new();
+    let value = secrets
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    m.insert(
+        "present".into(),
+        value.is_some_and(|v| !v.is_empty()).into(),
+    );
+    if let Some(v) = value {
+        let trimmed = v.trim();
+        m.insert("length".into(), (v.chars().count() as INT).into());
+        m.insert(
+            "leading_whitespace".into(),
+            (v.len() != v.trim_start().len()).into(),
+        );
+        m.insert(
+            "trailing_whitespace".into(),
+            (v.len() != v.trim_end().len()).into(),
+        );
+        m.insert(
+            "has_newline".into(),
+            (v.contains('\n') || v.contains('\r')).into(),
+        );
+        m.insert(
+            "inner_whitespace".into(),
+            trimmed.contains(char::is_whitespace).into(),
+        );
+        let lower = trimmed.to_ascii_lowercase();
+        let scheme = ["bearer ", "basic ", "token ", "apikey ", "api-key "]
+            .iter()
+            .find(|p| lower.starts_with(*p))
+            .map(|p| p.trim().to_string())
+            .unwrap_or_default();
+        m.insert("scheme_prefix".into(), scheme.into());
+        let label = lower.contains(':')
+            && lower.split(':').next().is_some_and(|l| {
+                [
+                    "client id",
+                    "client_id",
+                    "client secret",
+                    "client_secret",
+                    "secret",
+                    "key",
+                    "api key",
+                    "token",
+                    "value",
+                ]
+                .contains(&l.trim())
+            });
+        m.insert("label_prefix".into(), label.into());
+        m.insert(
+            "quoted".into(),
+            (trimmed.len() > 1 && (trimmed.starts_with('"') || trimmed.starts_with('\''))).into(),
+        );
+        m.insert(
+            "looks_like_jwt".into(),
+            (trimmed.split('.').count() == 3 && trimmed.starts_with("eyJ")).into(),
+        );
+    }
+    m
 }
 
 fn secret_matches(name: &str, pattern: &str) -> Dynamic {

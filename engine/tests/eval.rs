@@ -161,6 +161,41 @@ causes:
 }
 
 #[test]
+fn a_script_changing_its_copy_of_a_secret_shape_changes_no_other_answer() {
+    // `secret(name)` is answered once per event and name; each script still gets its own copy.
+    let l = lib(&format!(
+        r#"
+id: shapes
+title: Shapes
+applies_when: "true"
+causes:
+  - id: shaped
+    title: Shaped
+    checks:
+      - id: spoils_its_copy
+        script: |
+          let s = secret("api_key");
+          s.present = false;
+          s.length = 0;
+          s.present
+    actions: [fix]
+  - id: shaped_too
+    title: Shaped too
+    checks:
+      - id: sees_the_real_shape
+        expr: secret("api_key").present && secret("api_key").length == 23
+        evidence: "{{{{secret(\"api_key\").length}}}} characters"
+    actions: [fix]
+{ACTIONS}"#
+    ));
+    let event =
+        json!({"error": {}, "connection": {"secrets": {"api_key": "sk_live_SUPERSECRET123\n"}}});
+    let res = run(&l, event);
+    assert_eq!(outcome(&res, "spoils_its_copy"), Outcome::Fail);
+    assert_eq!(outcome(&res, "sees_the_real_shape"), Outcome::Pass);
+}
+
+#[test]
 fn a_sequential_flow_routes_by_outcome() {
     let l = lib(&format!(
         r#"
