@@ -410,6 +410,18 @@ impl HelperCtx {
         })
     }
 
+    /// The same, told which of the library's fixed texts need no shape search; called before
+    /// any script runs, so the sandbox's quotes use it too.
+    pub(crate) fn scrubber_knowing(
+        &self,
+        plain: &Arc<crate::scrub::PlainTexts>,
+    ) -> &crate::scrub::Scrubber {
+        self.scrubber.get_or_init(|| {
+            crate::scrub::Scrubber::new(self.secrets.iter().map(|(_, v)| v.as_str()))
+                .knowing(plain.clone())
+        })
+    }
+
     /// Message, code, body and `www-authenticate`, one per line: the text signals look at.
     pub fn haystack(&self) -> &str {
         self.haystack_shared().as_str()

@@ -15,6 +15,7 @@
 //! must replay the same, keeps the shape ([`mask_secret`]).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
@@ -54,6 +55,43 @@ pub struct Scrubber {
     /// Every form of every listed secret.
     needles: Option<Needles>,
     mask: Mask,
+    /// Texts known to hold no credential shape.
+    plain: Option<Arc<PlainTexts>>,
+}
+
+/// Texts known at load to hold no credential shape: the library's titles and its evidence,
+/// explanations and steps without expressions, which make up most of every resolution. The
+/// scrubber skips the shape search for them; the event's listed secrets are still searched
+/// (a secret may be any text, a title's words included).
+#[derive(Debug, Default)]
+pub struct PlainTexts(foldhash::HashSet<Box<str>>);
+
+impl PlainTexts {
+    /// Keeps those of `texts` in which no credential shape is found.
+    pub fn new<'a>(texts: impl IntoIterator<Item = &'a str>) -> PlainTexts {
+        let mut spans = Vec::new();
+        let mut set = foldhash::HashSet::default();
+        for t in texts {
+            shapes(t, &mut spans);
+            if spans.is_empty() {
+                set.insert(Box::from(t));
+            }
+            spans.clear();
+        }
+        PlainTexts(set)
+    }
+
+    pub fn contains(&self, text: &str) -> bool {
+        self.0.contains(text)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Searchers for the listed secrets' forms, which find every occurrence of every form,
@@ -173,7 +211,14 @@ impl Scrubber {
         Scrubber {
             needles,
             mask: Mask::Redact,
+            plain: None,
         }
+    }
+
+    /// The same scrubber, skipping the shape search for texts in `plain`.
+    pub fn knowing(mut self, plain: Arc<PlainTexts>) -> Scrubber {
+        self.plain = Some(plain);
+        self
     }
 
     /// The same scrubber, replacing credentials by stand-ins of the same shape.
@@ -194,7 +239,9 @@ impl Scrubber {
         if let Some(needles) = &self.needles {
             needles.spans(text, &mut spans);
         }
-        shapes(text, &mut spans);
+        if !self.plain.as_ref().is_some_and(|p| p.contains(text)) {
+            shapes(text, &mut spans);
+        }
         if spans.is_empty() {
             return Cow::Borrowed(text);
         }
@@ -554,7 +601,6 @@ static TRIGGERS: LazyLock<(AhoCorasick, Vec<Rule>)> = LazyLock::new(|| {
     // times faster than the NFA the builder picks by default for this many patterns.
     let ac = AhoCorasickBuilder::new()
         .kind(Some(AhoCorasickKind::DFA))
-        .prefilter(false)
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::Standard)
         .build(pats.iter().map(|(p, _)| p.as_str()))
@@ -798,6 +844,20 @@ mod tests {
             };
             proptest::prop_assert_eq!(spans(true), spans(false));
         }
+    }
+
+    #[test]
+    fn known_plain_texts_skip_only_the_shape_search() {
+        let fixed = "Reconnect the account";
+        let shaped = "Call https://admin:hunter22@example.com/api";
+        let plain = Arc::new(PlainTexts::new([fixed, shaped]));
+        // A fixed text with a credential shape is not taken as plain: it is still masked.
+        assert!(plain.contains(fixed) && !plain.contains(shaped));
+        let s = Scrubber::new(["the account"]).knowing(plain);
+        assert_eq!(s.clean(shaped), "Call https://[redacted]@example.com/api");
+        // A listed secret is still found in a plain text.
+        assert_eq!(s.clean(fixed), "Reconnect [redacted]");
+        assert_eq!(s.clean("Reconnect"), "Reconnect");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::diag::{Diagnostic, code};
 use crate::load::{self, Source};
 use crate::model::playbook::{Actor, Basis, DispositionKind, RawAction, RawPlaybook, Role};
+use crate::scrub::PlainTexts;
 use crate::signals::{self, SignalSet};
 pub use graph::{GEdge, GKind, GNode, Graph};
 use script::{Compiler, Site};
@@ -150,6 +151,8 @@ pub struct Library {
     pub(crate) patterns: Arc<crate::sandbox::PatternSet>,
     signal_defs: Vec<SignalDef>,
     hash: String,
+    /// The library's fixed output texts that hold no credential shape (see [`PlainTexts`]).
+    pub(crate) plain: Arc<PlainTexts>,
 }
 
 impl std::fmt::Debug for Library {
@@ -233,18 +236,51 @@ impl Library {
         }
         let hash = hash_sources(layers);
         let patterns = Arc::new(compiler.take_patterns());
-        (
-            Library {
-                engine,
-                playbooks,
-                actions,
-                signals,
-                patterns,
-                signal_defs,
-                hash,
-            },
-            diags,
-        )
+        let mut lib = Library {
+            engine,
+            playbooks,
+            actions,
+            signals,
+            patterns,
+            signal_defs,
+            hash,
+            plain: Arc::default(),
+        };
+        lib.plain = Arc::new(PlainTexts::new(lib.fixed_texts()));
+        (lib, diags)
+    }
+
+    /// Every output text the library (and the walk) writes whatever the event: titles, and
+    /// evidence, explanations and steps without expressions.
+    fn fixed_texts(&self) -> Vec<&str> {
+        fn template<'a>(out: &mut Vec<&'a str>, t: Option<&'a Template>) {
+            out.extend(t.and_then(Template::fixed));
+        }
+        fn check<'a>(out: &mut Vec<&'a str>, c: &'a Check) {
+            template(out, c.evidence.as_ref());
+            template(out, c.evidence_fail.as_ref());
+        }
+        let mut out: Vec<&str> = crate::eval::FIXED_TEXTS.to_vec();
+        for pb in &self.playbooks {
+            out.push(&pb.title);
+            for n in &pb.nodes {
+                match n {
+                    Node::Step(s) => check(&mut out, &s.check),
+                    Node::Cause(c) => {
+                        out.push(&c.title);
+                        template(&mut out, c.explain.as_ref());
+                        c.checks.iter().for_each(|k| check(&mut out, k));
+                    }
+                }
+            }
+        }
+        for a in self.actions.values() {
+            out.push(&a.title);
+            for t in &a.steps {
+                template(&mut out, Some(t));
+            }
+        }
+        out
     }
 
     /// Playbooks, highest priority first.

@@ -602,6 +602,15 @@ pub struct Template {
 }
 
 impl Template {
+    /// What the template renders to whatever the event, when it has no expression.
+    pub fn fixed(&self) -> Option<&str> {
+        match &*self.segments {
+            [] => Some(""),
+            [Segment::Text(s)] => Some(s),
+            _ => None,
+        }
+    }
+
     pub fn compile(
         compiler: &Compiler<'_>,
         src: &Spanned<String>,

@@ -106,8 +106,8 @@ fn with_walker<R>(
     for (var, value) in SCOPE_VARS.iter().zip(&vars) {
         scope.push_constant_dynamic(*var, value.clone());
     }
-    // The sandbox's quotes and the resolution share one scrubber (its automaton is per event).
-    let scrub = helper.scrubber();
+    // The sandbox's quotes and the resolution share one scrubber (its searchers are per event).
+    let scrub = helper.scrubber_knowing(&lib.plain);
     let mut fetched = Vec::new();
     let mut w = Walker {
         lib,
@@ -216,6 +216,19 @@ fn finish(
     res
 }
 
+/// Why an open cause is listed, when nothing overrules it.
+const NOTHING_DECIDES: &str = "nothing in the event confirms it or rules it out";
+
+/// Output texts the evaluation writes whatever the event: the scrubber knows at load which of
+/// them hold no credential shape (`compile::Library::plain`).
+pub(crate) const FIXED_TEXTS: [&str; 5] = [
+    walk::NOT_ENOUGH_INFORMATION,
+    walk::LIKELY_ON_GENERIC,
+    walk::LIKELY_ON_SOME,
+    walk::POSSIBLE,
+    NOTHING_DECIDES,
+];
+
 /// How many open causes an inconclusive answer lists.
 const MAX_CANDIDATES: usize = 6;
 
@@ -293,7 +306,7 @@ fn build(w: &mut Walker<'_>, event: &Event, walked: Vec<Walked<'_>>, res: &mut R
                     "it rests on {} alone, while the provider says something more specific (“{said}”) that no check recognised",
                     rank::basis_words(v.grounds)
                 ),
-                _ => "nothing in the event confirms it or rules it out".to_string(),
+                _ => NOTHING_DECIDES.to_string(),
             };
             res.candidates.push(Candidate {
                 id: cause.id.clone(),

@@ -64,6 +64,12 @@ pub(crate) struct Walker<'a> {
     pub offline_wants: Vec<(String, Vec<String>)>,
 }
 
+/// The details the walk writes whatever the event (listed in `eval::FIXED_TEXTS`).
+pub(crate) const NOT_ENOUGH_INFORMATION: &str = "not enough information in the event";
+pub(crate) const LIKELY_ON_GENERIC: &str = "likely: the evidence is generic (an HTTP status or a protocol code); specific evidence would confirm it";
+pub(crate) const LIKELY_ON_SOME: &str = "likely: some evidence, not all checks could decide";
+pub(crate) const POSSIBLE: &str = "possible: nothing rules it out, nothing confirms it";
+
 /// Why a script or fact was not evaluated after `Options::cancel` was set.
 const CANCELLED: &str = "the diagnosis was cancelled";
 
@@ -486,7 +492,7 @@ impl Walker<'_> {
                 let detail = match outcome {
                     Outcome::Pass => c.evidence.as_ref().map(|t| self.render(t)),
                     Outcome::Fail => c.evidence_fail.as_ref().map(|t| self.render(t)),
-                    _ => Some("not enough information in the event".to_string()),
+                    _ => Some(NOT_ENOUGH_INFORMATION.to_string()),
                 };
                 (outcome, detail)
             }
@@ -777,20 +783,17 @@ impl Walker<'_> {
             // Generic evidence (a status, a protocol code) never confirms: it may be the
             // diagnosis only as `likely`, and specific evidence elsewhere outranks it.
             if c.fallback || !basis.is_some_and(Basis::is_specific) {
-                st.path[at].detail = Some(
-                    "likely: the evidence is generic (an HTTP status or a protocol code); specific evidence would confirm it"
-                        .into(),
-                );
+                st.path[at].detail = Some(LIKELY_ON_GENERIC.into());
                 Some(Confidence::Likely)
             } else {
                 st.path[at].outcome = Outcome::Confirmed;
                 Some(Confidence::Confirmed)
             }
         } else if passed + supported > 0 || routed {
-            st.path[at].detail = Some("likely: some evidence, not all checks could decide".into());
+            st.path[at].detail = Some(LIKELY_ON_SOME.into());
             Some(Confidence::Likely)
         } else {
-            st.path[at].detail = Some("possible: nothing rules it out, nothing confirms it".into());
+            st.path[at].detail = Some(POSSIBLE.into());
             Some(Confidence::Possible)
         };
         let order = st.verdicts.len();
