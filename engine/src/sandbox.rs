@@ -306,6 +306,9 @@ pub(crate) struct HelperCtx {
     live: RefCell<LiveCalls>,
     /// `secret(name)` answers so far (see [`HelperCtx::secret_shape`]).
     secret_shapes: RefCell<Vec<(String, Dynamic)>>,
+    /// The values of the library's property paths read so far, by number (see
+    /// `compile::native::PathSet`).
+    fields: RefCell<Vec<Option<Dynamic>>>,
 }
 
 /// What helpers derive from the error alone, built when first asked for: the haystack signals
@@ -359,7 +362,35 @@ impl HelperCtx {
             retry_hint: OnceCell::new(),
             live: RefCell::new(LiveCalls::default()),
             secret_shapes: RefCell::default(),
+            fields: RefCell::default(),
         }
+    }
+
+    /// The value of property path `id` in this context's variables: read once with `read`,
+    /// then kept (the variables never change during a diagnosis, `facts` aside, whose paths
+    /// are not numbered). A read that stops (missing data, fallback) is not kept.
+    pub(crate) fn field<E>(
+        &self,
+        id: u32,
+        read: impl FnOnce() -> Result<Dynamic, E>,
+    ) -> Result<Dynamic, E> {
+        let i = id as usize;
+        if let Some(Some(v)) = self.fields.borrow().get(i) {
+            return Ok(v.clone());
+        }
+        let v = read()?;
+        let mut fields = self.fields.borrow_mut();
+        if fields.len() <= i {
+            fields.resize(i + 1, None);
+        }
+        fields[i] = Some(v.clone());
+        Ok(v)
+    }
+
+    /// Forgets the property values read so far (tests compare evaluators script by script).
+    #[cfg(test)]
+    pub(crate) fn forget_fields(&self) {
+        self.fields.borrow_mut().clear();
     }
 
     /// Gives `fact("name")` the diagnosis' fact map.

@@ -271,6 +271,54 @@ impl FactProvider for Facts {
     }
 }
 
+struct Whoami;
+impl FactProvider for Whoami {
+    fn fetch(&self, fact: &str, _: &FactRequest<'_>) -> Result<Value, FactError> {
+        match fact {
+            "whoami" => Ok(json!({"ok": true})),
+            _ => Err(FactError::new("no such fact")),
+        }
+    }
+}
+
+#[test]
+fn a_fact_read_before_it_arrives_is_read_again_after() {
+    // Event paths are read once per event and kept; `facts` grows during the walk, so a path
+    // into it is read anew each time.
+    let l = lib(&format!(
+        r#"
+id: facts
+title: Facts
+applies_when: "true"
+causes:
+  - id: before
+    title: Read before the fact arrives
+    checks:
+      - id: not_yet
+        expr: facts?.whoami?.ok == ()
+    actions: [fix]
+  - id: after
+    title: Read after it arrived
+    checks:
+      - id: arrived
+        needs: [whoami]
+        expr: facts?.whoami?.ok == true
+    actions: [fix]
+{ACTIONS}"#
+    ));
+    let res = diagnose_json(
+        &l,
+        r#"{"error": {"status": 403}}"#,
+        &Options {
+            provider: Some(&Whoami),
+            ..Options::default()
+        },
+    )
+    .expect("valid");
+    assert_eq!(outcome(&res, "not_yet"), Outcome::Pass);
+    assert_eq!(outcome(&res, "arrived"), Outcome::Pass);
+}
+
 #[test]
 fn live_facts_are_fetched_only_when_needed_and_unknown_offline() {
     let l = lib(&format!(

@@ -11,7 +11,7 @@ use regex::Regex;
 use rhai::{AST, ASTNode, Engine, Expr, FnCallExpr, Position, Scope, Stmt};
 use serde_saphyr::Spanned;
 
-use super::native::{Known, Native, specialise};
+use super::native::{Known, Native, PathSet, specialise};
 use crate::diag::{Diagnostic, code, did_you_mean};
 use crate::sandbox::{PatternSet, SCOPE_VARS};
 use crate::signals::SignalSet;
@@ -55,6 +55,8 @@ pub struct Compiler<'a> {
     scope: Scope<'static>,
     /// Literal `matches()` / `secret_matches()` patterns of every script compiled so far.
     patterns: RefCell<PatternSet>,
+    /// Property paths of every script compiled so far.
+    paths: RefCell<PathSet>,
 }
 
 impl<'a> Compiler<'a> {
@@ -84,6 +86,7 @@ impl<'a> Compiler<'a> {
             sources,
             scope,
             patterns: RefCell::new(PatternSet::default()),
+            paths: RefCell::new(PathSet::default()),
         }
     }
 
@@ -171,6 +174,7 @@ impl<'a> Compiler<'a> {
         let known = Known {
             signals: self.signals,
             patterns: &self.patterns,
+            paths: &self.paths,
         };
         match compiled {
             Ok(ast) if diags[before..].iter().any(Diagnostic::is_error) => {

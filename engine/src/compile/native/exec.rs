@@ -329,6 +329,10 @@ impl Run<'_, '_> {
             E::Var(i) => self.cx.vars[*i].clone(),
             E::Local(s) => self.slots[*s as usize].clone(),
             E::Chain(c) => self.chain(c)?,
+            E::Path(id, c) => {
+                let helper = self.cx.helper;
+                helper.field(*id, || self.chain(c))?
+            }
             E::And(list) => {
                 for x in list.iter() {
                     if !boolean(&self.expr(x)?)? {

@@ -37,9 +37,11 @@ pub use program::Program;
 pub enum Native {
     Lit(Dynamic),
     /// A scope variable followed by properties; the flag marks `?.` before that property.
+    /// `id` numbers the path in the library's [`PathSet`] (none for paths not kept).
     Path {
         var: usize,
         props: Box<[(ImmutableString, bool)]>,
+        id: Option<u32>,
     },
     Eq {
         lhs: Box<Native>,
@@ -76,11 +78,12 @@ pub enum Native {
     Program(Box<Program>),
 }
 
-/// What specialisation looks names up in: the library's signals, and its literal `matches()`
-/// patterns (each pattern shared by every script that uses it).
+/// What specialisation looks names up in: the library's signals, its literal `matches()`
+/// patterns (each pattern shared by every script that uses it) and its property paths.
 pub struct Known<'a> {
     pub signals: &'a SignalSet,
     pub patterns: &'a RefCell<PatternSet>,
+    pub paths: &'a RefCell<PathSet>,
 }
 
 impl Known<'_> {
@@ -90,6 +93,44 @@ impl Known<'_> {
 
     fn pattern(&self, pattern: &str) -> Arc<LazyRegex> {
         self.patterns.borrow_mut().intern(pattern)
+    }
+
+    /// The number of a property path whose value an event keeps once read: any path of
+    /// properties from a scope variable except `facts`, which grows while a diagnosis runs.
+    fn path(
+        &self,
+        var: usize,
+        props: impl Iterator<Item = (ImmutableString, bool)>,
+    ) -> Option<u32> {
+        let props: Vec<(ImmutableString, bool)> = props.collect();
+        if props.is_empty() || SCOPE_VARS[var] == "facts" {
+            return None;
+        }
+        self.paths.borrow_mut().intern(var, props)
+    }
+}
+
+/// The library's property paths (`error?.status`, `connection.oauth?.scopes`), numbered. The
+/// same path is read by dozens of scripts for every event; each event reads it once and keeps
+/// the value (`HelperCtx::field`). Both native evaluators share the numbers: each either gives
+/// Rhai's exact value or falls back, so a value either of them read is the one the other would.
+#[derive(Debug, Default)]
+pub struct PathSet {
+    ids: std::collections::HashMap<(usize, Vec<(ImmutableString, bool)>), u32>,
+}
+
+impl PathSet {
+    fn intern(&mut self, var: usize, props: Vec<(ImmutableString, bool)>) -> Option<u32> {
+        let next = u32::try_from(self.ids.len()).ok()?;
+        Some(*self.ids.entry((var, props)).or_insert(next))
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 }
 
@@ -144,6 +185,7 @@ fn from_expr(e: &Expr, signals: &Known<'_>) -> Option<Native> {
         Expr::Variable(v, _, _) => Native::Path {
             var: var_index(&v.1)?,
             props: Box::new([]),
+            id: None,
         },
         Expr::Dot(bin, flags, _) => {
             let Expr::Variable(v, _, _) = &bin.lhs else {
@@ -151,8 +193,10 @@ fn from_expr(e: &Expr, signals: &Known<'_>) -> Option<Native> {
             };
             let mut props = Vec::new();
             flatten(&bin.rhs, flags.contains(ASTFlags::NEGATED), &mut props)?;
+            let var = var_index(&v.1)?;
             Native::Path {
-                var: var_index(&v.1)?,
+                var,
+                id: signals.path(var, props.iter().cloned()),
                 props: props.into(),
             }
         }
@@ -281,7 +325,13 @@ impl Native {
     fn value(&self, cx: &NativeCtx<'_>) -> Result<Dynamic, Stop> {
         match self {
             Native::Lit(v) => Ok(v.clone()),
-            Native::Path { var, props } => walk(&cx.vars[*var], props, SCOPE_VARS[*var]),
+            Native::Path { var, props, id } => {
+                let read = || walk(&cx.vars[*var], props, SCOPE_VARS[*var]);
+                match id {
+                    Some(id) => cx.helper.field(*id, read),
+                    None => read(),
+                }
+            }
             Native::Eq { lhs, rhs, negate } => {
                 let (a, b) = (lhs.value(cx)?, rhs.value(cx)?);
                 equal(&a, &b)

@@ -151,6 +151,9 @@ pub(super) enum E {
     Var(usize),
     Local(u16),
     Chain(Box<Chain>),
+    /// A chain of properties from a scope variable, numbered in the library's `PathSet`: read
+    /// once per event.
+    Path(u32, Box<Chain>),
     And(Box<[E]>),
     Or(Box<[E]>),
     Coalesce(Box<[E]>),
@@ -580,12 +583,27 @@ impl Compiler<'_> {
             }
         }
         let applies = steps.iter().any(|s| matches!(s.kind, StepKind::Apply(..)));
-        Ok(E::Chain(Box::new(Chain {
+        let path = match root {
+            E::Var(var) if args.is_empty() => steps
+                .iter()
+                .map(|s| match &s.kind {
+                    StepKind::Prop(p) => Some((p.clone(), s.elvis)),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .and_then(|props| self.signals.path(var, props.into_iter())),
+            _ => None,
+        };
+        let chain = Box::new(Chain {
             root,
             steps: steps.into(),
             args: args.into(),
             applies,
-        })))
+        });
+        Ok(match path {
+            Some(id) => E::Path(id, chain),
+            None => E::Chain(chain),
+        })
     }
 }
 
