@@ -151,8 +151,9 @@ pub struct Library {
     pub(crate) patterns: Arc<crate::sandbox::PatternSet>,
     signal_defs: Vec<SignalDef>,
     hash: String,
-    /// The library's fixed output texts that hold no credential shape (see [`PlainTexts`]).
-    pub(crate) plain: Arc<PlainTexts>,
+    /// The library's fixed output texts that hold no credential shape (see [`PlainTexts`]),
+    /// sorted out by the first diagnosis rather than on the load path.
+    plain: std::sync::OnceLock<Arc<PlainTexts>>,
 }
 
 impl std::fmt::Debug for Library {
@@ -236,18 +237,25 @@ impl Library {
         }
         let hash = hash_sources(layers);
         let patterns = Arc::new(compiler.take_patterns());
-        let mut lib = Library {
-            engine,
-            playbooks,
-            actions,
-            signals,
-            patterns,
-            signal_defs,
-            hash,
-            plain: Arc::default(),
-        };
-        lib.plain = Arc::new(PlainTexts::new(lib.fixed_texts()));
-        (lib, diags)
+        (
+            Library {
+                engine,
+                playbooks,
+                actions,
+                signals,
+                patterns,
+                signal_defs,
+                hash,
+                plain: std::sync::OnceLock::new(),
+            },
+            diags,
+        )
+    }
+
+    /// Which of the library's fixed output texts hold no credential shape.
+    pub(crate) fn plain(&self) -> &Arc<PlainTexts> {
+        self.plain
+            .get_or_init(|| Arc::new(PlainTexts::new(self.fixed_texts())))
     }
 
     /// Every output text the library (and the walk) writes whatever the event: titles, and

@@ -107,7 +107,7 @@ fn with_walker<R>(
         scope.push_constant_dynamic(*var, value.clone());
     }
     // The sandbox's quotes and the resolution share one scrubber (its searchers are per event).
-    let scrub = helper.scrubber_knowing(&lib.plain);
+    let scrub = helper.scrubber_knowing(lib.plain());
     let mut fetched = Vec::new();
     let mut w = Walker {
         lib,
@@ -220,7 +220,7 @@ fn finish(
 const NOTHING_DECIDES: &str = "nothing in the event confirms it or rules it out";
 
 /// Output texts the evaluation writes whatever the event: the scrubber knows at load which of
-/// them hold no credential shape (`compile::Library::plain`).
+/// them hold no credential shape (`compile::Library::plain`, sorted out once per library).
 pub(crate) const FIXED_TEXTS: [&str; 5] = [
     walk::NOT_ENOUGH_INFORMATION,
     walk::LIKELY_ON_GENERIC,
