@@ -59,10 +59,10 @@ pub struct Scrubber {
     plain: Option<Arc<PlainTexts>>,
 }
 
-/// Texts known at load to hold no credential shape: the library's titles and its evidence,
-/// explanations and steps without expressions, which make up most of every resolution. The
-/// scrubber skips the shape search for them; the event's listed secrets are still searched
-/// (a secret may be any text, a title's words included).
+/// Texts known to hold no credential shape, sorted out once per library: its titles and its
+/// evidence, explanations and steps without expressions, which make up most of every
+/// resolution. The scrubber skips the shape search for them; the event's listed secrets are
+/// still searched (a secret may be any text, a title's words included).
 #[derive(Debug, Default)]
 pub struct PlainTexts(foldhash::HashSet<Box<str>>);
 

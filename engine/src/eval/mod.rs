@@ -219,8 +219,8 @@ fn finish(
 /// Why an open cause is listed, when nothing overrules it.
 const NOTHING_DECIDES: &str = "nothing in the event confirms it or rules it out";
 
-/// Output texts the evaluation writes whatever the event: the scrubber knows at load which of
-/// them hold no credential shape (`compile::Library::plain`, sorted out once per library).
+/// Output texts the evaluation writes whatever the event: which of them hold no credential
+/// shape is sorted out once per library (`compile::Library::plain`).
 pub(crate) const FIXED_TEXTS: [&str; 5] = [
     walk::NOT_ENOUGH_INFORMATION,
     walk::LIKELY_ON_GENERIC,
