@@ -141,6 +141,13 @@ pub struct SignalDef {
     pub patterns: Vec<signals::Pattern>,
 }
 
+/// One part of the library, as [`Library::parts`] visits them.
+enum Part<'a> {
+    Title(&'a str),
+    Script(&'a Script),
+    Template(&'a Template),
+}
+
 /// The loaded playbook set: immutable once built and cheap to share behind an `Arc`.
 pub struct Library {
     pub(crate) engine: Engine,
@@ -261,34 +268,53 @@ impl Library {
     /// Every output text the library (and the walk) writes whatever the event: titles, and
     /// evidence, explanations and steps without expressions.
     fn fixed_texts(&self) -> Vec<&str> {
-        fn template<'a>(out: &mut Vec<&'a str>, t: Option<&'a Template>) {
-            out.extend(t.and_then(Template::fixed));
-        }
-        fn check<'a>(out: &mut Vec<&'a str>, c: &'a Check) {
-            template(out, c.evidence.as_ref());
-            template(out, c.evidence_fail.as_ref());
-        }
         let mut out: Vec<&str> = crate::eval::FIXED_TEXTS.to_vec();
+        self.parts(&mut |part| match part {
+            Part::Title(t) => out.push(t),
+            Part::Template(t) => out.extend(t.fixed()),
+            Part::Script(_) => {}
+        });
+        out
+    }
+
+    /// Visits every part of the library in one order: each playbook's title and matcher, its
+    /// nodes (titles, checks' scripts and evidence, explanations, dispositions), its
+    /// inconclusive disposition, then every action's title, steps, params and `when`.
+    fn parts<'a>(&'a self, visit: &mut dyn FnMut(Part<'a>)) {
+        let check = |c: &'a Check, visit: &mut dyn FnMut(Part<'a>)| {
+            visit(Part::Script(&c.script));
+            c.evidence.iter().for_each(|t| visit(Part::Template(t)));
+            c.evidence_fail
+                .iter()
+                .for_each(|t| visit(Part::Template(t)));
+        };
+        let disposition = |d: &'a Option<DispositionDef>, visit: &mut dyn FnMut(Part<'a>)| {
+            d.iter()
+                .flat_map(|d| d.retry_after.iter())
+                .for_each(|s| visit(Part::Script(s)));
+        };
         for pb in &self.playbooks {
-            out.push(&pb.title);
+            visit(Part::Title(&pb.title));
+            visit(Part::Script(&pb.matcher));
             for n in &pb.nodes {
                 match n {
-                    Node::Step(s) => check(&mut out, &s.check),
+                    Node::Step(s) => check(&s.check, visit),
                     Node::Cause(c) => {
-                        out.push(&c.title);
-                        template(&mut out, c.explain.as_ref());
-                        c.checks.iter().for_each(|k| check(&mut out, k));
+                        visit(Part::Title(&c.title));
+                        c.explain.iter().for_each(|t| visit(Part::Template(t)));
+                        c.checks.iter().for_each(|k| check(k, visit));
+                        disposition(&c.disposition, visit);
                     }
                 }
             }
+            disposition(&pb.inconclusive.disposition, visit);
         }
         for a in self.actions.values() {
-            out.push(&a.title);
-            for t in &a.steps {
-                template(&mut out, Some(t));
-            }
+            visit(Part::Title(&a.title));
+            a.steps.iter().for_each(|t| visit(Part::Template(t)));
+            a.params.iter().for_each(|(_, s)| visit(Part::Script(s)));
+            a.when.iter().for_each(|s| visit(Part::Script(s)));
         }
-        out
     }
 
     /// Playbooks, highest priority first.
@@ -308,43 +334,15 @@ impl Library {
     /// playbooks' matchers, steps, checks, evidence and explanations, dispositions and every
     /// action's steps, params and `when`.
     pub fn scripts(&self) -> Vec<&Script> {
-        fn template<'a>(out: &mut Vec<&'a Script>, t: Option<&'a Template>) {
-            for seg in t.iter().flat_map(|t| t.segments.iter()) {
-                if let Segment::Expr(s) = seg {
-                    out.push(s);
-                }
-            }
-        }
-        fn check<'a>(out: &mut Vec<&'a Script>, c: &'a Check) {
-            out.push(&c.script);
-            template(out, c.evidence.as_ref());
-            template(out, c.evidence_fail.as_ref());
-        }
-        fn disposition<'a>(out: &mut Vec<&'a Script>, d: &'a Option<DispositionDef>) {
-            out.extend(d.iter().flat_map(|d| d.retry_after.iter()));
-        }
         let mut out = Vec::new();
-        for pb in &self.playbooks {
-            out.push(&pb.matcher);
-            for n in &pb.nodes {
-                match n {
-                    Node::Step(s) => check(&mut out, &s.check),
-                    Node::Cause(c) => {
-                        template(&mut out, c.explain.as_ref());
-                        c.checks.iter().for_each(|k| check(&mut out, k));
-                        disposition(&mut out, &c.disposition);
-                    }
-                }
-            }
-            disposition(&mut out, &pb.inconclusive.disposition);
-        }
-        for a in self.actions.values() {
-            for t in &a.steps {
-                template(&mut out, Some(t));
-            }
-            out.extend(a.params.iter().map(|(_, s)| s));
-            out.extend(a.when.iter());
-        }
+        self.parts(&mut |part| match part {
+            Part::Script(s) => out.push(s),
+            Part::Template(t) => out.extend(t.segments.iter().filter_map(|seg| match seg {
+                Segment::Expr(s) => Some(s),
+                Segment::Text(_) => None,
+            })),
+            Part::Title(_) => {}
+        });
         out
     }
 
