@@ -17,6 +17,15 @@ fn run(lib: &Library, event: Value) -> Resolution {
     diagnose_json(lib, &event.to_string(), &Options::default()).expect("valid event")
 }
 
+/// Diagnoses with live facts from `provider`.
+fn run_live(lib: &Library, event: &Value, provider: &dyn FactProvider) -> Resolution {
+    let opts = Options {
+        provider: Some(provider),
+        ..Options::default()
+    };
+    diagnose_json(lib, &event.to_string(), &opts).expect("valid event")
+}
+
 fn outcome(res: &Resolution, node: &str) -> Outcome {
     res.path
         .iter()
@@ -306,15 +315,7 @@ causes:
     actions: [fix]
 {ACTIONS}"#
     ));
-    let res = diagnose_json(
-        &l,
-        r#"{"error": {"status": 403}}"#,
-        &Options {
-            provider: Some(&Whoami),
-            ..Options::default()
-        },
-    )
-    .expect("valid");
+    let res = run_live(&l, &json!({"error": {"status": 403}}), &Whoami);
     assert_eq!(outcome(&res, "not_yet"), Outcome::Pass);
     assert_eq!(outcome(&res, "arrived"), Outcome::Pass);
 }
@@ -349,15 +350,7 @@ causes:
     assert_eq!(outcome(&offline, "whoami_lacks_scope"), Outcome::Unknown);
     assert_eq!(offline.status, Status::Inconclusive);
 
-    let res = diagnose_json(
-        &l,
-        &event.to_string(),
-        &Options {
-            provider: Some(&Facts),
-            ..Options::default()
-        },
-    )
-    .expect("valid");
+    let res = run_live(&l, &event, &Facts);
     assert_eq!(res.root_causes[0].id, "scope_missing");
     assert_eq!(
         res.root_causes[0].evidence,
@@ -434,15 +427,7 @@ causes:
 {ACTIONS}"#
     ));
     let rec = Recorder::default();
-    let res = diagnose_json(
-        &l,
-        r#"{"error": {"status": 403}}"#,
-        &Options {
-            provider: Some(&rec),
-            ..Options::default()
-        },
-    )
-    .expect("valid");
+    let res = run_live(&l, &json!({"error": {"status": 403}}), &rec);
     // No probe for the cause the event rules out; the other cause's facts start together,
     // then are collected cheapest first.
     assert_eq!(
@@ -581,11 +566,7 @@ fn fact_is_fetched_only_on_the_branch_that_asks_and_then_decides() {
         valid: false,
         log: Default::default(),
     };
-    let opts = Options {
-        provider: Some(&p),
-        ..Options::default()
-    };
-    let res = diagnose_json(&l, &vague.to_string(), &opts).expect("event");
+    let res = run_live(&l, &vague, &p);
     assert_eq!(res.root_causes[0].id, "bad_client");
     assert_eq!(res.root_causes[0].confidence, Confidence::Confirmed);
     assert_eq!(res.root_causes[0].evidence, vec!["Checked live: rejected"]);
@@ -604,11 +585,7 @@ fn fact_is_fetched_only_on_the_branch_that_asks_and_then_decides() {
         valid: false,
         log: Default::default(),
     };
-    let opts = Options {
-        provider: Some(&p),
-        ..Options::default()
-    };
-    let res = diagnose_json(&l, &said.to_string(), &opts).expect("event");
+    let res = run_live(&l, &said, &p);
     assert_eq!(res.root_causes[0].id, "bad_client");
     assert!(p.log.lock().expect("log").is_empty());
     assert!(!res.path.iter().any(|s| s.live));
@@ -618,11 +595,7 @@ fn fact_is_fetched_only_on_the_branch_that_asks_and_then_decides() {
         valid: true,
         log: Default::default(),
     };
-    let opts = Options {
-        provider: Some(&p),
-        ..Options::default()
-    };
-    let res = diagnose_json(&l, &vague.to_string(), &opts).expect("event");
+    let res = run_live(&l, &vague, &p);
     assert_eq!(res.status, Status::Inconclusive);
     assert_eq!(outcome(&res, "bad_client"), Outcome::RuledOut);
     let cause = res
