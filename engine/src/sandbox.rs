@@ -436,9 +436,7 @@ impl HelperCtx {
 
     /// The scrubber of this event's secrets (and every credential shape).
     pub(crate) fn scrubber(&self) -> &crate::scrub::Scrubber {
-        self.scrubber.get_or_init(|| {
-            crate::scrub::Scrubber::new(self.secrets.iter().map(|(_, v)| v.as_str()))
-        })
+        self.scrubber.get_or_init(|| self.new_scrubber())
     }
 
     /// The same, told which of the library's fixed texts need no shape search; called before
@@ -447,10 +445,12 @@ impl HelperCtx {
         &self,
         plain: &Arc<crate::scrub::PlainTexts>,
     ) -> &crate::scrub::Scrubber {
-        self.scrubber.get_or_init(|| {
-            crate::scrub::Scrubber::new(self.secrets.iter().map(|(_, v)| v.as_str()))
-                .knowing(plain.clone())
-        })
+        self.scrubber
+            .get_or_init(|| self.new_scrubber().knowing(plain.clone()))
+    }
+
+    fn new_scrubber(&self) -> crate::scrub::Scrubber {
+        crate::scrub::Scrubber::new(self.secrets.iter().map(|(_, v)| v.as_str()))
     }
 
     /// Message, code, body and `www-authenticate`, one per line: the text signals look at.

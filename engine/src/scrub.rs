@@ -84,14 +84,6 @@ impl PlainTexts {
     pub fn contains(&self, text: &str) -> bool {
         self.0.contains(text)
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Searchers for the listed secrets' forms, which find every occurrence of every form,

@@ -124,14 +124,6 @@ impl PathSet {
         let next = u32::try_from(self.ids.len()).ok()?;
         Some(*self.ids.entry((var, props)).or_insert(next))
     }
-
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
