@@ -178,3 +178,46 @@ fn check_messages_match_their_snapshots() {
         stale.join("\n")
     );
 }
+
+/// Files are parsed and playbooks compiled on every core; what a load reports must not depend
+/// on which thread finished first. Every broken file loaded at once gives the same diagnostics
+/// in the same order on every load, and each file's own diagnostics come in the order that
+/// file gives them when loaded alone.
+#[test]
+fn a_load_of_many_broken_files_reports_in_one_order() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(broken_dir())
+        .expect("broken dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| load::is_playbook_file(p))
+        .collect();
+    files.sort();
+    let sources: Vec<Source> = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).expect("read");
+            Source::new(f.display().to_string(), text)
+        })
+        .collect();
+    let stdlib = whyfail::stdlib_sources();
+    let shown = |layer: Vec<Source>| -> Vec<String> {
+        Library::load(&[stdlib.clone(), layer])
+            .1
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    };
+    let together = shown(sources.clone());
+    assert!(together.len() >= files.len(), "{together:#?}");
+    for _ in 0..20 {
+        assert_eq!(shown(sources.clone()), together);
+    }
+    for src in &sources {
+        let alone = shown(vec![src.clone()]);
+        let own: Vec<String> = together
+            .iter()
+            .filter(|d| d.starts_with(&format!("{}:", src.name)))
+            .cloned()
+            .collect();
+        assert_eq!(own, alone, "{}", src.name);
+    }
+}

@@ -8,6 +8,7 @@
 mod basis;
 pub mod graph;
 pub mod native;
+mod par;
 mod playbook;
 pub mod script;
 
@@ -177,13 +178,19 @@ impl Library {
     /// Returns the library of everything that compiled, and every problem found.
     pub fn load(layers: &[Vec<Source>]) -> (Library, Vec<Diagnostic>) {
         let mut diags = Vec::new();
+        let files: Vec<(usize, &Source)> = layers
+            .iter()
+            .enumerate()
+            .flat_map(|(layer, sources)| sources.iter().map(move |src| (layer, src)))
+            .collect();
         let mut parsed: Vec<(usize, &Source, RawPlaybook)> = Vec::new();
-        for (layer, sources) in layers.iter().enumerate() {
-            for src in sources {
-                match load::parse_all(src) {
-                    Ok(raw) => parsed.push((layer, src, raw)),
-                    Err(ds) => diags.extend(ds),
-                }
+        for ((layer, src), raw) in files
+            .iter()
+            .zip(par::map(&files, 1, |(_, src)| load::parse_all(src)))
+        {
+            match raw {
+                Ok(raw) => parsed.push((*layer, src, raw)),
+                Err(ds) => diags.extend(ds),
             }
         }
 
@@ -197,19 +204,28 @@ impl Library {
         let compiler = Compiler::new(&engine, &signals, sources);
         let (actions, broken_actions) = collect_actions(&compiler, &parsed, &mut diags);
 
+        // Playbooks compile side by side (their scripts are most of load time); each one's
+        // diagnostics are added in file order, as a one-thread load reports them.
+        let compiled = par::map(&parsed, 1, |(_, src, raw)| {
+            let mut own = Vec::new();
+            let pb = playbook::is_playbook(raw)
+                .then(|| {
+                    playbook::compile(
+                        &compiler,
+                        &src.name,
+                        raw,
+                        &actions,
+                        &broken_actions,
+                        &mut own,
+                    )
+                })
+                .flatten();
+            (pb, own)
+        });
         let mut by_id: BTreeMap<String, (usize, Arc<Playbook>)> = BTreeMap::new();
-        for (layer, src, raw) in &parsed {
-            if !playbook::is_playbook(raw) {
-                continue;
-            }
-            let Some(pb) = playbook::compile(
-                &compiler,
-                &src.name,
-                raw,
-                &actions,
-                &broken_actions,
-                &mut diags,
-            ) else {
+        for ((layer, src, raw), (pb, own)) in parsed.iter().zip(compiled) {
+            diags.extend(own);
+            let Some(pb) = pb else {
                 continue;
             };
             if let Some((prev_layer, prev)) = by_id.get(&pb.id)
@@ -402,27 +418,9 @@ fn analyse_all<'p>(
         .flat_map(|(_, _, raw)| raw.signals.values().flatten())
         .map(|p| p.value.as_str())
         .collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(texts.len().div_ceil(64))
-        .max(1);
-    let chunk = texts.len().div_ceil(workers).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = texts
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|t| (*t, signals::analyse(t)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    par::map(&texts, 64, |t| (*t, signals::analyse(t)))
+        .into_iter()
+        .collect()
 }
 
 /// Signals from every file; a name defined twice in one layer is an error.

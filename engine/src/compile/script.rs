@@ -3,9 +3,8 @@
 //! Everything here runs at load time: each script is parsed once into an AST that evaluation
 //! reuses for every event, and each template is split once into literal text and placeholders.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use regex::Regex;
 use rhai::{AST, ASTNode, Engine, Expr, FnCallExpr, Position, Scope, Stmt};
@@ -54,9 +53,9 @@ pub struct Compiler<'a> {
     sources: HashMap<&'a str, (&'a str, Vec<usize>)>,
     scope: Scope<'static>,
     /// Literal `matches()` / `secret_matches()` patterns of every script compiled so far.
-    patterns: RefCell<PatternSet>,
+    patterns: Mutex<PatternSet>,
     /// Property paths of every script compiled so far.
-    paths: RefCell<PathSet>,
+    paths: Mutex<PathSet>,
 }
 
 impl<'a> Compiler<'a> {
@@ -85,14 +84,14 @@ impl<'a> Compiler<'a> {
             signals,
             sources,
             scope,
-            patterns: RefCell::new(PatternSet::default()),
-            paths: RefCell::new(PathSet::default()),
+            patterns: Mutex::new(PatternSet::default()),
+            paths: Mutex::new(PathSet::default()),
         }
     }
 
     /// The literal patterns of every script compiled, for the library to keep.
     pub fn take_patterns(&self) -> PatternSet {
-        self.patterns.take()
+        std::mem::take(&mut *super::par::lock(&self.patterns))
     }
 
     /// Compiles an expression (`expr`, `applies_when`, params) or a script (`script`).
@@ -362,7 +361,7 @@ impl<'a> Compiler<'a> {
         };
         // Only patterns that parsed are interned: one already there needs no second parse (the
         // library repeats many: 343 call sites, 149 patterns; parsing was a tenth of load time).
-        if self.patterns.borrow().get(pattern).is_some() {
+        if super::par::lock(&self.patterns).get(pattern).is_some() {
             return;
         }
         let parsed = regex_syntax::ParserBuilder::new()
@@ -373,7 +372,7 @@ impl<'a> Compiler<'a> {
             .parse(pattern);
         match parsed {
             Ok(_) => {
-                self.patterns.borrow_mut().intern(pattern);
+                super::par::lock(&self.patterns).intern(pattern);
             }
             Err(e) => diags.push(
                 Diagnostic::error(

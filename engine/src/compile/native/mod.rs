@@ -16,8 +16,7 @@
 //! back. The tests in `tests.rs` run every script of the standard library both ways on every
 //! test event and require the same answer.
 
-use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rhai::{AST, ASTFlags, Array, Dynamic, Expr, INT, ImmutableString, Map, Stmt};
 
@@ -82,8 +81,8 @@ pub enum Native {
 /// patterns (each pattern shared by every script that uses it) and its property paths.
 pub struct Known<'a> {
     pub signals: &'a SignalSet,
-    pub patterns: &'a RefCell<PatternSet>,
-    pub paths: &'a RefCell<PathSet>,
+    pub patterns: &'a Mutex<PatternSet>,
+    pub paths: &'a Mutex<PathSet>,
 }
 
 impl Known<'_> {
@@ -92,7 +91,7 @@ impl Known<'_> {
     }
 
     fn pattern(&self, pattern: &str) -> Arc<LazyRegex> {
-        self.patterns.borrow_mut().intern(pattern)
+        super::par::lock(self.patterns).intern(pattern)
     }
 
     /// The number of a property path whose value an event keeps once read: any path of
@@ -106,7 +105,7 @@ impl Known<'_> {
         if props.is_empty() || SCOPE_VARS[var] == "facts" {
             return None;
         }
-        self.paths.borrow_mut().intern(var, props)
+        super::par::lock(self.paths).intern(var, props)
     }
 }
 

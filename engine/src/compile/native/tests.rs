@@ -6,7 +6,6 @@
 //! checks, templates, action parameters) on every event under `tests/cases` and
 //! `examples/events`, plus a few events with unusual types.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -422,8 +421,8 @@ fn library_agrees_with_rhai() {
         let Some(n) = &script.native else {
             let known = Known {
                 signals: &lib.signals,
-                patterns: &RefCell::new(PatternSet::default()),
-                paths: &RefCell::new(super::PathSet::default()),
+                patterns: &std::sync::Mutex::new(PatternSet::default()),
+                paths: &std::sync::Mutex::new(super::PathSet::default()),
             };
             let reason = program::compile(&script.ast, &known, src)
                 .err()
