@@ -301,6 +301,15 @@ fn every_case_diagnoses_as_expected() {
         let res = diagnose_json(&lib, &case.event.to_string(), &opts)
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let raw = serde_json::to_string(&res).expect("serialise");
+        // What users get is written by `render::write_json` (sonic-rs): the same bytes.
+        let mut written = Vec::new();
+        whyfail::render::write_json(&mut written, &res);
+        assert_eq!(
+            String::from_utf8_lossy(&written),
+            raw,
+            "{}: the JSON writer differs from serde_json",
+            f.display()
+        );
         let res: Value = serde_json::from_str(&raw).expect("reparse");
         let why = check(&case, &res, &raw);
         if !why.is_empty() {

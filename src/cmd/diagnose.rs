@@ -486,11 +486,7 @@ fn process(
     let bad = result.is_err();
     match result {
         // Exactly `render::render(&res, Format::Json, true)`, written in place.
-        Ok(res) if format == Format::Json => {
-            if serde_json::to_writer(&mut text, &res).is_err() {
-                text.clear();
-            }
-        }
+        Ok(res) if format == Format::Json => render::write_json(&mut text, &res),
         Ok(res) => text.extend_from_slice(render::render(&res, format, true).as_bytes()),
         Err((code, message)) => text.extend_from_slice(
             json!({"line": n, "error": {"code": code, "message": message}})
