@@ -9,8 +9,9 @@ pub mod render;
 pub mod serve;
 
 use std::path::Path;
+use std::sync::LazyLock;
 
-use whyfail_engine::{Diagnostic, Library, Source, load};
+use whyfail_engine::{Diagnostic, Library, Source, load, signals};
 
 include!(concat!(env!("OUT_DIR"), "/stdlib.rs"));
 
@@ -20,6 +21,15 @@ pub fn stdlib_sources() -> Vec<Source> {
         .iter()
         .map(|(name, text)| Source::new(*name, *text))
         .collect()
+}
+
+/// The built-in library's signal patterns, analysed when they were written
+/// (`playbooks/signals.analysis.json`; `tests/signals_analysis.rs` keeps it current).
+pub fn stdlib_signals() -> &'static signals::Prepared {
+    static PREPARED: LazyLock<signals::Prepared> = LazyLock::new(|| {
+        signals::Prepared::from_json(include_str!("../playbooks/signals.analysis.json"))
+    });
+    &PREPARED
 }
 
 /// Loads the built-in library, then each directory or file in `extra` on top of it.
@@ -33,7 +43,7 @@ pub fn load_library(extra: &[impl AsRef<Path>], builtin: bool) -> (Library, Vec<
     for p in extra {
         layers.push(load::read_sources(p.as_ref(), &mut diags));
     }
-    let (lib, more) = Library::load(&layers);
+    let (lib, more) = Library::load_prepared(&layers, stdlib_signals());
     diags.extend(more);
     (lib, diags)
 }

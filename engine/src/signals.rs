@@ -232,7 +232,7 @@ pub fn alternatives(pattern: &str) -> Vec<Pattern> {
 }
 
 /// A validated pattern and its trigger literals.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pattern {
     pub text: String,
     /// Literals (lower-cased) every match starts with, or else ends with; `None` when there is
@@ -244,6 +244,43 @@ pub struct Pattern {
     /// there is a short, finite set of them. A pattern is then a candidate only where both
     /// occur in order ("token[^\n]{0,30}expired" needs "token" and then "expired").
     pub ends: Option<Vec<String>>,
+}
+
+/// Patterns analysed ahead of time, found by text: the built-in library's are analysed when
+/// they are written, not at each load (`playbooks/signals.analysis.json`, embedded in the
+/// binary and checked against [`analyse`] by a test). Parsing and literal extraction of its
+/// ~700 patterns were a third of load time. A pattern not found here is analysed at load, so
+/// a stale file costs time, never an answer: the test says it is stale.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    by_text: HashMap<String, Pattern>,
+}
+
+impl Prepared {
+    /// The analyses in `json` (as [`Prepared::to_json`] writes them); none when it does not
+    /// parse, in which case every pattern is analysed at load as without it.
+    pub fn from_json(json: &str) -> Prepared {
+        let patterns: Vec<Pattern> = serde_json::from_str(json).unwrap_or_default();
+        Prepared {
+            by_text: patterns.into_iter().map(|p| (p.text.clone(), p)).collect(),
+        }
+    }
+
+    /// `patterns`, sorted by text, one per line.
+    pub fn to_json<'p>(patterns: impl IntoIterator<Item = &'p Pattern>) -> String {
+        let mut all: Vec<&Pattern> = patterns.into_iter().collect();
+        all.sort_by(|a, b| a.text.cmp(&b.text));
+        all.dedup_by(|a, b| a.text == b.text);
+        let lines: Vec<String> = all
+            .iter()
+            .filter_map(|p| serde_json::to_string(p).ok())
+            .collect();
+        format!("[\n{}\n]\n", lines.join(",\n"))
+    }
+
+    pub fn get(&self, pattern: &str) -> Option<&Pattern> {
+        self.by_text.get(pattern)
+    }
 }
 
 /// Parses one pattern the way the signal will use it (one parse: errors are reported per

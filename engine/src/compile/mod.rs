@@ -177,6 +177,15 @@ impl Library {
     /// Compiles sources given in layers (later layers override earlier ones by id).
     /// Returns the library of everything that compiled, and every problem found.
     pub fn load(layers: &[Vec<Source>]) -> (Library, Vec<Diagnostic>) {
+        Library::load_prepared(layers, &signals::Prepared::default())
+    }
+
+    /// As [`Library::load`], taking the analysis of any signal pattern found in `prepared`
+    /// instead of analysing it again (the built-in library's, analysed ahead of time).
+    pub fn load_prepared(
+        layers: &[Vec<Source>],
+        prepared: &signals::Prepared,
+    ) -> (Library, Vec<Diagnostic>) {
         let mut diags = Vec::new();
         let files: Vec<(usize, &Source)> = layers
             .iter()
@@ -194,7 +203,7 @@ impl Library {
             }
         }
 
-        let (signals, signal_defs) = collect_signals(&parsed, &mut diags);
+        let (signals, signal_defs) = collect_signals(&parsed, prepared, &mut diags);
         let signals = Arc::new(signals);
         let engine = crate::sandbox::engine();
         let sources = parsed
@@ -408,28 +417,39 @@ fn spanned_pos<T>(s: &Spanned<T>) -> (u64, u64) {
     (s.referenced.line(), s.referenced.column())
 }
 
-/// Every signal pattern of the library parsed and its literals extracted, on every core: a
-/// third of load time on one (1,800 patterns). Keyed by text.
+/// Every signal pattern of the library parsed and its literals extracted, on every core (a
+/// third of load time on one, 1,800 patterns), except those `prepared` already holds. Keyed by
+/// text.
 fn analyse_all<'p>(
     parsed: &'p [(usize, &Source, RawPlaybook)],
+    prepared: &signals::Prepared,
 ) -> HashMap<&'p str, Result<signals::Pattern, String>> {
-    let texts: Vec<&str> = parsed
+    let mut done = HashMap::new();
+    let mut texts: Vec<&str> = Vec::new();
+    for p in parsed
         .iter()
         .flat_map(|(_, _, raw)| raw.signals.values().flatten())
-        .map(|p| p.value.as_str())
-        .collect();
-    par::map(&texts, 64, |t| (*t, signals::analyse(t)))
-        .into_iter()
-        .collect()
+    {
+        let text = p.value.as_str();
+        match prepared.get(text) {
+            Some(pattern) => {
+                done.insert(text, Ok(pattern.clone()));
+            }
+            None => texts.push(text),
+        }
+    }
+    done.extend(par::map(&texts, 64, |t| (*t, signals::analyse(t))));
+    done
 }
 
 /// Signals from every file; a name defined twice in one layer is an error.
 fn collect_signals(
     parsed: &[(usize, &Source, RawPlaybook)],
+    prepared: &signals::Prepared,
     diags: &mut Vec<Diagnostic>,
 ) -> (SignalSet, Vec<SignalDef>) {
     let mut by_name: BTreeMap<&str, (usize, &str, Vec<signals::Pattern>)> = BTreeMap::new();
-    let analysed = analyse_all(parsed);
+    let analysed = analyse_all(parsed, prepared);
     for (layer, src, raw) in parsed {
         for (name, patterns) in &raw.signals {
             let first = patterns.first().map_or((0, 0), spanned_pos);
