@@ -1,6 +1,7 @@
 //! Criterion benchmarks: loading the whole standard library, and diagnosing events with it
 //! (parse + walk + serialise, the per-event cost of `diagnose --batch`), and each stage on its
-//! own: `load_library`, `diagnose/parse_only`, `diagnose/walk_only`, `diagnose/render_json`
+//! own: `load_library` (with the built-in patterns analysed ahead of time, as the binary loads;
+//! `load_library_unprepared` without), `diagnose/parse_only`, `diagnose/walk_only`, `diagnose/render_json`
 //! (compact JSON, as `diagnose --batch` writes it).
 //!
 //! Run: `cargo bench -p whyfail-engine --bench diagnose`. Events are the cases under
@@ -53,7 +54,20 @@ fn events() -> Vec<String> {
 
 fn bench(c: &mut Criterion) {
     let srcs = sources();
+    // As the binary loads it: with the patterns' analysis written ahead of time, and without.
+    let prepared = whyfail_engine::signals::Prepared::from_json(
+        &std::fs::read_to_string(repo().join("playbooks/signals.analysis.json"))
+            .unwrap_or_default(),
+    );
     c.bench_function("load_library", |b| {
+        b.iter(|| {
+            black_box(Library::load_prepared(
+                black_box(std::slice::from_ref(&srcs)),
+                &prepared,
+            ))
+        })
+    });
+    c.bench_function("load_library_unprepared", |b| {
         b.iter(|| black_box(Library::load(black_box(std::slice::from_ref(&srcs)))))
     });
 
