@@ -5,6 +5,10 @@
 # small Python keep-alive client. Prints diagnoses/s and p50/p99 latency; fails if any answer
 # is not 200.
 #
+# With RATE=N, the load is instead a fixed N requests/s through oha (`cargo install oha`; not in
+# Debian), latency measured from when each request was due (`--latency-correction`, so a slow
+# answer also counts against the requests queued behind it): the p99-at-5,000-req/s figure.
+#
 # Usage: scripts/bench-serve.sh [DURATION_S (10)] [CONNECTIONS (16)] [EVENT (examples/events/refresh_token_expired.json)]
 # Honours CARGO_TARGET_DIR; WHYFAIL_BIN=path skips the build. Only loopback traffic; the run
 # is bounded by DURATION_S.
@@ -43,6 +47,25 @@ status=$(curl -s -o "$tmp/first.json" -w '%{http_code}' -H "authorization: Beare
   -H 'content-type: application/json' --data-binary @"$event" "$url")
 [ "$status" = 200 ] || { echo "warm-up request answered $status: $(cat "$tmp/first.json")"; exit 1; }
 echo "server $addr ($(nproc) cores shared by server and client), event $event, ${duration}s, $conns connections"
+
+if [ -n "${RATE:-}" ]; then
+  command -v oha >/dev/null || { echo "RATE needs oha: cargo install oha" >&2; exit 2; }
+  oha --no-tui --output-format json -z "${duration}s" -c "$conns" -q "$RATE" --latency-correction \
+    -m POST -H "authorization: Bearer $token" -H 'content-type: application/json' \
+    -D "$event" "$url" > "$tmp/oha.json"
+  python3 - "$tmp/oha.json" "$RATE" <<'PY'
+import json, sys
+r, rate = json.load(open(sys.argv[1])), int(sys.argv[2])
+s, p, codes = r["summary"], r["latencyPercentiles"], r.get("statusCodeDistribution", {})
+n = sum(codes.values())
+bad = n - codes.get("200", 0) + sum(r.get("errorDistribution", {}).values())
+print(f"oha at a fixed {rate:,} req/s: {n:,} answered in {s['total']:.1f} s ({s['requestsPerSec']:,.0f}/s); "
+      f"latency from when each request was due: p50 {p['p50'] * 1000:.2f} ms, p99 {p['p99'] * 1000:.2f} ms, "
+      f"max {s['slowest'] * 1000:.2f} ms; {bad} errors/non-200")
+sys.exit(1 if bad else 0)
+PY
+  exit $?
+fi
 
 if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; } || true
