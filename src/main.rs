@@ -11,13 +11,13 @@ mod cmd;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
 // mimalloc, built without transparent huge pages (`no_thp`: with them, peak RSS grew by a
 // third): 8-13% less CPU on a batch and 12% less load time than glibc's malloc, which spent a
 // fifth of the load in `_int_malloc`/`_int_free`/`malloc_consolidate` (README, Performance).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::{Parser, Subcommand};
 
 /// Why did this workflow step fail, and what to do next.
 #[derive(Parser)]
