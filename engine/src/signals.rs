@@ -64,6 +64,8 @@ pub struct SignalSet {
     trigger_owner: Vec<Vec<Owner>>,
     /// Every pattern with trigger literals.
     patterns: Vec<PatternSlot>,
+    /// No literal automaton could be built: every signal runs its whole regex.
+    unfiltered: bool,
 }
 
 /// A signal's patterns split by how they are searched: those every match of which starts with
@@ -118,6 +120,29 @@ const MAX_ENDS: usize = 16;
 
 /// A start search is given up for the plain search beyond this many literal occurrences.
 const MAX_STARTS: usize = 16;
+
+/// The literal automaton of a signal set (see [`SignalSet::without_triggers`]).
+#[derive(Debug)]
+pub struct Triggers(Option<AhoCorasick>);
+
+impl Triggers {
+    pub fn build(literals: &[String]) -> Result<Triggers, String> {
+        if literals.is_empty() {
+            return Ok(Triggers(None));
+        }
+        // A contiguous NFA builds several times faster than a DFA for thousands of literals
+        // and still searches a few hundred bytes in well under a microsecond. The literals are
+        // lower case and the scan lower-cases the haystack: an ASCII-case-insensitive
+        // automaton carries every letter transition twice (a third more build time, and a
+        // bigger automaton to walk on every event).
+        AhoCorasickBuilder::new()
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .match_kind(MatchKind::Standard)
+            .build(literals)
+            .map(|ac| Triggers(Some(ac)))
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// One event's literal pass, and the signals answered so far (see [`SignalSet::scan`]).
 #[derive(Debug)]
@@ -374,6 +399,15 @@ fn whole_chars(bytes: &[u8], prefix: bool) -> &str {
 impl SignalSet {
     /// Builds the set from `(signal name, analysed patterns)`.
     pub fn build(signals: &[(String, Vec<Pattern>)]) -> Result<Self, String> {
+        let (mut set, literals) = SignalSet::without_triggers(signals);
+        set.set_triggers(Some(Triggers::build(&literals)?));
+        Ok(set)
+    }
+
+    /// The set without its literal automaton, and the literals to build it from
+    /// ([`Triggers::build`], then [`SignalSet::set_triggers`]): names and ids are all a
+    /// compile needs, so a load builds the automaton on another core meanwhile.
+    pub fn without_triggers(signals: &[(String, Vec<Pattern>)]) -> (Self, Vec<String>) {
         let mut set = SignalSet::default();
         let mut literals: Vec<String> = Vec::new();
         let mut literal_index: HashMap<String, usize> = HashMap::new();
@@ -441,20 +475,17 @@ impl SignalSet {
                 }
             }
         }
-        if !literals.is_empty() {
-            // A contiguous NFA builds several times faster than a DFA for thousands of
-            // literals and still searches a few hundred bytes in well under a microsecond.
-            // The literals are lower case and the scan lower-cases the haystack: an
-            // ASCII-case-insensitive automaton carries every letter transition twice (a third
-            // more build time, and a bigger automaton to walk on every event).
-            let ac = AhoCorasickBuilder::new()
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
-                .match_kind(MatchKind::Standard)
-                .build(&literals)
-                .map_err(|e| e.to_string())?;
-            set.triggers = Some(ac);
+        (set, literals)
+    }
+
+    /// Installs the literal automaton built from [`SignalSet::without_triggers`]'s literals;
+    /// `None` when it could not be built: every signal then runs its whole regex on every
+    /// haystack, slower but with the same answers.
+    pub fn set_triggers(&mut self, triggers: Option<Triggers>) {
+        match triggers {
+            Some(t) => self.triggers = t.0,
+            None => self.unfiltered = true,
         }
-        Ok(set)
     }
 
     /// Which signals could match the haystack: one bit per signal id. Only these are worth
@@ -479,6 +510,10 @@ impl SignalSet {
         for &id in &self.always {
             hits[id].set(0);
             free[id] = true;
+        }
+        if self.unfiltered {
+            hits.iter().for_each(|h| h.set(0));
+            return Scan { hits, free, starts };
         }
         let Some(ac) = &self.triggers else {
             return Scan { hits, free, starts };
@@ -537,6 +572,15 @@ impl SignalSet {
             return known.get() == 2;
         }
         let hay = haystack.as_bytes();
+        if self.unfiltered {
+            let hit = self
+                .regexes
+                .get(id)
+                .and_then(LazySignal::get)
+                .is_some_and(|re| re.is_match(hay));
+            known.set(if hit { 2 } else { 1 });
+            return hit;
+        }
         let parts = &self.parts[id];
         let from = scan.starts.partition_point(|&(s, _)| (s as usize) < id);
         let to = scan.starts.partition_point(|&(s, _)| (s as usize) <= id);
@@ -632,6 +676,61 @@ pub(crate) mod tests {
             })
             .collect();
         SignalSet::build(&list).unwrap()
+    }
+
+    /// A set whose literal automaton could not be built runs every signal's whole regex: the
+    /// same answers as the literal pass gives, anchored, free and end-literal parts alike.
+    #[test]
+    fn without_its_literal_automaton_a_set_answers_the_same() {
+        let signals: &[(&str, &[&str])] = &[
+            (
+                "expired",
+                &["certificate (has )?expired", "token[^\\n]{0,30}expired"],
+            ),
+            ("refused", &["connection refused", "econnrefused"]),
+            ("bare", &["\\d{3} forbidden", "x509: .*unknown authority"]),
+        ];
+        let filtered = build(signals);
+        let list: Vec<(String, Vec<Pattern>)> = signals
+            .iter()
+            .map(|(n, ps)| {
+                (
+                    n.to_string(),
+                    ps.iter().map(|p| analyse(p).unwrap()).collect(),
+                )
+            })
+            .collect();
+        let (mut unfiltered, literals) = SignalSet::without_triggers(&list);
+        assert!(!literals.is_empty());
+        unfiltered.set_triggers(None);
+        let texts = [
+            "curl: (60) SSL certificate problem: certificate has expired",
+            "the access token for this app has expired",
+            "token is valid; the session expired",
+            "token expired yesterday, long after the 30 characters allowed here",
+            "connect ECONNREFUSED 10.0.0.1:443",
+            "403 Forbidden",
+            "x509: certificate signed by unknown authority",
+            "nothing to see",
+        ];
+        let mut hits = 0;
+        for text in texts {
+            let (a, b) = (filtered.scan(text), unfiltered.scan(text));
+            for id in 0..signals.len() {
+                let want = filtered.matches(id, text, &a);
+                assert_eq!(
+                    unfiltered.matches(id, text, &b),
+                    want,
+                    "{text} / {}",
+                    signals[id].0
+                );
+                hits += usize::from(want);
+            }
+        }
+        assert!(
+            hits >= 5,
+            "the texts must exercise matches, not only misses"
+        );
     }
 
     #[test]

@@ -203,34 +203,55 @@ impl Library {
             }
         }
 
-        let (signals, signal_defs) = collect_signals(&parsed, prepared, &mut diags);
-        let signals = Arc::new(signals);
+        let (mut signal_set, signal_defs, literals) =
+            collect_signals(&parsed, prepared, &mut diags);
         let engine = crate::sandbox::engine();
         let sources = parsed
             .iter()
             .map(|(_, src, _)| (src.name.as_str(), src.text.as_str()))
             .collect();
-        let compiler = Compiler::new(&engine, &signals, sources);
-        let (actions, broken_actions) = collect_actions(&compiler, &parsed, &mut diags);
-
-        // Playbooks compile side by side (their scripts are most of load time); each one's
-        // diagnostics are added in file order, as a one-thread load reports them.
-        let compiled = par::map(&parsed, 1, |(_, src, raw)| {
-            let mut own = Vec::new();
-            let pb = playbook::is_playbook(raw)
-                .then(|| {
-                    playbook::compile(
-                        &compiler,
-                        &src.name,
-                        raw,
-                        &actions,
-                        &broken_actions,
-                        &mut own,
-                    )
-                })
-                .flatten();
-            (pb, own)
+        let (actions, compiled, patterns, triggers) = std::thread::scope(|s| {
+            // Compiling needs the signals' names only; the literal automaton (3-5 ms for the
+            // built-in library's ~3,500 literals) is built meanwhile on another thread.
+            let triggers = s.spawn(|| signals::Triggers::build(&literals));
+            let compiler = Compiler::new(&engine, &signal_set, sources);
+            let (actions, broken_actions) = collect_actions(&compiler, &parsed, &mut diags);
+            // Playbooks compile side by side (their scripts are most of load time); each
+            // one's diagnostics are added in file order, as a one-thread load reports them.
+            let compiled = par::map(&parsed, 1, |(_, src, raw)| {
+                let mut own = Vec::new();
+                let pb = playbook::is_playbook(raw)
+                    .then(|| {
+                        playbook::compile(
+                            &compiler,
+                            &src.name,
+                            raw,
+                            &actions,
+                            &broken_actions,
+                            &mut own,
+                        )
+                    })
+                    .flatten();
+                (pb, own)
+            });
+            let patterns = compiler.take_patterns();
+            let triggers = triggers
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (actions, compiled, patterns, triggers)
         });
+        match triggers {
+            Ok(t) => signal_set.set_triggers(Some(t)),
+            Err(e) => {
+                diags.push(Diagnostic::error(
+                    code::INVALID_REGEX,
+                    "",
+                    format!("the signals' literal automaton does not build: {e}"),
+                ));
+                signal_set.set_triggers(None);
+            }
+        }
+        let signals = Arc::new(signal_set);
         let mut by_id: BTreeMap<String, (usize, Arc<Playbook>)> = BTreeMap::new();
         for ((layer, src, raw), (pb, own)) in parsed.iter().zip(compiled) {
             diags.extend(own);
@@ -268,7 +289,7 @@ impl Library {
             ));
         }
         let hash = hash_sources(layers);
-        let patterns = Arc::new(compiler.take_patterns());
+        let patterns = Arc::new(patterns);
         (
             Library {
                 engine,
@@ -442,12 +463,13 @@ fn analyse_all<'p>(
     done
 }
 
-/// Signals from every file; a name defined twice in one layer is an error.
+/// Signals from every file; a name defined twice in one layer is an error. The set comes
+/// without its literal automaton, with the literals to build it from.
 fn collect_signals(
     parsed: &[(usize, &Source, RawPlaybook)],
     prepared: &signals::Prepared,
     diags: &mut Vec<Diagnostic>,
-) -> (SignalSet, Vec<SignalDef>) {
+) -> (SignalSet, Vec<SignalDef>, Vec<String>) {
     let mut by_name: BTreeMap<&str, (usize, &str, Vec<signals::Pattern>)> = BTreeMap::new();
     let analysed = analyse_all(parsed, prepared);
     for (layer, src, raw) in parsed {
@@ -519,15 +541,8 @@ fn collect_signals(
         .iter()
         .map(|d| (d.name.clone(), d.patterns.clone()))
         .collect();
-    let set = SignalSet::build(&list).unwrap_or_else(|e| {
-        diags.push(Diagnostic::error(
-            code::INVALID_REGEX,
-            "",
-            format!("the signal set does not compile: {e}"),
-        ));
-        SignalSet::default()
-    });
-    (set, defs)
+    let (set, literals) = SignalSet::without_triggers(&list);
+    (set, defs, literals)
 }
 
 type Actions = BTreeMap<String, Arc<ActionDef>>;
