@@ -716,14 +716,9 @@ pub(crate) mod tests {
         let mut hits = 0;
         for text in texts {
             let (a, b) = (filtered.scan(text), unfiltered.scan(text));
-            for id in 0..signals.len() {
+            for (id, (name, _)) in signals.iter().enumerate() {
                 let want = filtered.matches(id, text, &a);
-                assert_eq!(
-                    unfiltered.matches(id, text, &b),
-                    want,
-                    "{text} / {}",
-                    signals[id].0
-                );
+                assert_eq!(unfiltered.matches(id, text, &b), want, "{text} / {name}");
                 hits += usize::from(want);
             }
         }
