@@ -212,8 +212,10 @@ impl Library {
             .collect();
         let (actions, compiled, patterns, triggers) = std::thread::scope(|s| {
             // Compiling needs the signals' names only; the literal automaton (3-5 ms for the
-            // built-in library's ~3,500 literals) is built meanwhile on another thread.
-            let triggers = s.spawn(|| signals::Triggers::build(&literals));
+            // built-in library's ~3,500 literals) is built meanwhile on another thread. A
+            // small one (a test's or a fuzzer's library) costs less than starting a thread.
+            let triggers =
+                (literals.len() > 256).then(|| s.spawn(|| signals::Triggers::build(&literals)));
             let compiler = Compiler::new(&engine, &signal_set, sources);
             let (actions, broken_actions) = collect_actions(&compiler, &parsed, &mut diags);
             // Playbooks compile side by side (their scripts are most of load time); each
@@ -235,9 +237,10 @@ impl Library {
                 (pb, own)
             });
             let patterns = compiler.take_patterns();
-            let triggers = triggers
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let triggers = match triggers {
+                Some(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                None => signals::Triggers::build(&literals),
+            };
             (actions, compiled, patterns, triggers)
         });
         match triggers {
