@@ -32,16 +32,29 @@ function check(name, cond, detail) {
     failed = true;
   }
 }
-function stopAll() {
-  for (const c of children) {
-    try {
-      process.kill(-c.pid, "SIGTERM"); // n8n's own task runner too
-    } catch {
-      c.kill();
-    }
-  }
-}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// SIGTERM to each child's process group (n8n's own task runner too), then, whatever has not
+// exited 10 s later, SIGKILL: n8n can hang in its shutdown, and a run that exited before it
+// left n8n spinning a core for the rest of the machine's CI.
+async function stopAll() {
+  const exited = children.map((c) =>
+    c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once("exit", r)),
+  );
+  const signal = (sig) => {
+    for (const c of children) {
+      try {
+        process.kill(-c.pid, sig);
+      } catch {
+        try {
+          c.kill(sig);
+        } catch {}
+      }
+    }
+  };
+  signal("SIGTERM");
+  await Promise.race([Promise.all(exited), sleep(10000)]);
+  signal("SIGKILL");
+}
 const freePort = () =>
   new Promise((resolve) => {
     const s = net.createServer();
@@ -372,7 +385,7 @@ try {
 }
 if (process.env.VERBOSE) for (const s of seen) console.log(JSON.stringify(s.event));
 if (failed) console.log(`--- n8n log ---\n${n8nLog.slice(-6000)}\n--- whyfail serve log ---\n${serveLog.slice(-3000)}`);
-stopAll();
+await stopAll();
 api.close();
 proxy.close();
 await sleep(500);
