@@ -10,6 +10,17 @@ fn broken_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/playbooks/broken")
 }
 
+/// The broken playbooks, sorted by path.
+fn broken_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(broken_dir())
+        .expect("broken dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| load::is_playbook_file(p))
+        .collect();
+    files.sort();
+    files
+}
+
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Expect {
     code: String,
@@ -46,12 +57,7 @@ fn expectations(text: &str) -> (Vec<Expect>, Vec<String>) {
 
 #[test]
 fn each_broken_playbook_reports_exactly_its_mistakes() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(broken_dir())
-        .expect("broken dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| load::is_playbook_file(p))
-        .collect();
-    files.sort();
+    let files = broken_files();
     assert!(
         files.len() >= 10,
         "expected at least ten kinds of mistakes, found {}",
@@ -138,12 +144,7 @@ fn diagnostics_render_with_position_code_and_hint() {
 #[test]
 fn check_messages_match_their_snapshots() {
     let bless = std::env::var_os("WHYFAIL_BLESS").is_some();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(broken_dir())
-        .expect("broken dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| load::is_playbook_file(p))
-        .collect();
-    files.sort();
+    let files = broken_files();
     let mut stale = Vec::new();
     for f in &files {
         let rel = f
@@ -185,12 +186,7 @@ fn check_messages_match_their_snapshots() {
 /// file gives them when loaded alone.
 #[test]
 fn a_load_of_many_broken_files_reports_in_one_order() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(broken_dir())
-        .expect("broken dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| load::is_playbook_file(p))
-        .collect();
-    files.sort();
+    let files = broken_files();
     let sources: Vec<Source> = files
         .iter()
         .map(|f| {

@@ -665,8 +665,9 @@ impl SignalSet {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn build(signals: &[(&str, &[&str])]) -> SignalSet {
-        let list: Vec<(String, Vec<Pattern>)> = signals
+    /// `(name, patterns)` analysed, as a library load gives them to [`SignalSet::build`].
+    fn analysed(signals: &[(&str, &[&str])]) -> Vec<(String, Vec<Pattern>)> {
+        signals
             .iter()
             .map(|(n, ps)| {
                 (
@@ -674,8 +675,11 @@ pub(crate) mod tests {
                     ps.iter().map(|p| analyse(p).unwrap()).collect(),
                 )
             })
-            .collect();
-        SignalSet::build(&list).unwrap()
+            .collect()
+    }
+
+    pub(crate) fn build(signals: &[(&str, &[&str])]) -> SignalSet {
+        SignalSet::build(&analysed(signals)).unwrap()
     }
 
     /// A set whose literal automaton could not be built runs every signal's whole regex: the
@@ -691,16 +695,7 @@ pub(crate) mod tests {
             ("bare", &["\\d{3} forbidden", "x509: .*unknown authority"]),
         ];
         let filtered = build(signals);
-        let list: Vec<(String, Vec<Pattern>)> = signals
-            .iter()
-            .map(|(n, ps)| {
-                (
-                    n.to_string(),
-                    ps.iter().map(|p| analyse(p).unwrap()).collect(),
-                )
-            })
-            .collect();
-        let (mut unfiltered, literals) = SignalSet::without_triggers(&list);
+        let (mut unfiltered, literals) = SignalSet::without_triggers(&analysed(signals));
         assert!(!literals.is_empty());
         unfiltered.set_triggers(None);
         let texts = [
